@@ -1,0 +1,1 @@
+"""facepipe: local mode (embedded AWS + DetectFaces emulator + local Lambda runtime) and the operator CLI."""

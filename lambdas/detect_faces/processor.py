@@ -1,0 +1,226 @@
+"""The plain core: every S3 record of an event to exactly one outcome (DESIGN.md §1, routing table)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from .gateways import (
+    THROTTLE_CODES,
+    FaceDetector,
+    FailureQueue,
+    ImageRejected,
+    ObjectInspector,
+    ObjectUnreadable,
+    error_code,
+    error_message,
+)
+from .model import ImageEvent, InvalidEventError, Outcome, RecordResult
+from .results import ResultsStore
+from .settings import Settings
+
+logger = Logger(child=True)
+
+
+class MetricsSink(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+class InvocationContext(Protocol):
+    @property
+    def aws_request_id(self) -> str: ...
+    @property
+    def invoked_function_arn(self) -> str: ...
+    @property
+    def function_version(self) -> str: ...
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class RecordsFailedError(Exception):
+    """Several records of one event failed; Lambda retries the event (finished records are skipped)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    DETECTED = "ImagesDetected"
+    FACES = "FacesFound"
+    REJECTED = "ImagesRejected"
+    DEAD_LETTERED = "ImagesSentToDLQ"
+    THROTTLED_RETRIES = "ThrottledRetries"
+    SKIPPED = "DuplicateOrStaleEvents"
+    DELETED = "ResultsDeleted"
+    FAILED = "RecordsFailed"
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        detector: FaceDetector,
+        inspector: ObjectInspector,
+        results: ResultsStore,
+        failures: FailureQueue,
+        metrics: MetricsSink,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.inspector = inspector
+        self.results = results
+        self.failures = failures
+        self.metrics = metrics
+        self.clock = clock
+        self.new_token = new_token
+
+    def handle_event(self, event: dict[str, Any], context: InvocationContext) -> dict[str, Any]:
+        if event.get("Event") == "s3:TestEvent":
+            logger.info("s3:TestEvent skipped", bucket=event.get("Bucket"))
+            return {"records": [], "skipped": "s3:TestEvent"}
+        records = event.get("Records")
+        if not isinstance(records, list):
+            raise InvalidEventError("event has no Records list; is this an S3 notification?")
+        redrive = bool(event.get("facepipeRedrive"))
+        results: list[dict[str, Any]] = []
+        failed: list[tuple[str, Exception]] = []
+        for raw in records:
+            try:
+                results.append(self.process_record(raw, context, redrive=redrive).as_dict())
+            except Exception as exc:
+                key = _key_of(raw)
+                logger.exception("record failed", key=key, error_type=type(exc).__name__)
+                self.metrics.add_metric(name=Metric.FAILED, unit="Count", value=1)
+                failed.append((key, exc))
+        if len(failed) == 1:
+            raise failed[0][1]
+        if failed:
+            summary = "; ".join(f"{key}: {type(exc).__name__}: {exc}" for key, exc in failed)
+            raise RecordsFailedError(f"{len(failed)} of {len(records)} records failed: {summary}") from failed[0][1]
+        return {"records": results}
+
+    def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: bool = False) -> RecordResult:
+        event = ImageEvent.from_record(raw)
+        logger.set_correlation_id(event.ref.uri)
+        logger.append_keys(object_key=event.ref.key, version_id=event.ref.version_id, event_name=event.event_name)
+        if event.is_removal:
+            return self._remove(event)
+        if not event.is_creation:
+            logger.warning("event type not handled", event_name=event.event_name)
+            return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
+
+        now = self.clock()
+        claim = self.results.claim(
+            event, self.new_token(), now, lease_seconds=self.settings.claim_lease_seconds, redrive=redrive
+        )
+        if not claim.acquired:
+            reason = _skip_reason(event, claim.previous)
+            logger.info("event skipped", reason=reason, stored_status=claim.previous.get("status"))
+            self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+            return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
+
+        try:
+            return self._analyse(event, claim, context)
+        except Exception as exc:
+            reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
+            try:
+                self.results.release(event, claim, reason)
+            except Exception:
+                logger.exception("could not release claim")
+            raise
+
+    def _analyse(self, event: ImageEvent, claim: Any, context: InvocationContext) -> RecordResult:
+        key = event.ref.key
+        try:
+            if event.region and event.region != self.detector.region:
+                raise ObjectUnreadable(
+                    "InvalidS3ObjectException",
+                    f"bucket is in {event.region} but Rekognition is called in {self.detector.region};"
+                    " Rekognition reads S3 objects only in its own region",
+                )
+            self.inspector.inspect(event.ref, event.size)
+            faces = self.detector.detect(
+                event.ref,
+                self.settings.face_attributes,
+                remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
+            )
+        except ImageRejected as rejected:
+            stored = self.results.store_rejected(event, claim, f"{rejected.code}: {rejected.message}", self.clock())
+            if not stored:
+                return self._superseded(event)
+            logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
+            self.metrics.add_metric(name=Metric.REJECTED, unit="Count", value=1)
+            return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
+        except ObjectUnreadable as unreadable:
+            message_id = self.failures.send(
+                event,
+                error_type=unreadable.code,
+                error_message=unreadable.message,
+                request_id=context.aws_request_id,
+                function_arn=context.invoked_function_arn,
+                function_version=getattr(context, "function_version", "$LATEST"),
+                now=self.clock(),
+            )
+            self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
+            logger.warning(
+                "sent to dead-letter queue",
+                error_type=unreadable.code,
+                reason=unreadable.message,
+                message_id=message_id,
+            )
+            self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
+            return RecordResult(key, Outcome.DEAD_LETTERED, reason=unreadable.code)
+
+        if not self.results.store_detected(event, claim, faces, self.settings.face_attributes, self.clock()):
+            return self._superseded(event)
+        logger.info("faces stored", faces=len(faces))
+        self.metrics.add_metric(name=Metric.DETECTED, unit="Count", value=1)
+        self.metrics.add_metric(name=Metric.FACES, unit="Count", value=len(faces))
+        return RecordResult(key, Outcome.DETECTED, faces=len(faces))
+
+    def _superseded(self, event: ImageEvent) -> RecordResult:
+        logger.info("result discarded: a newer event took the image while this one was processed")
+        self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+        return RecordResult(event.ref.key, Outcome.SKIPPED, reason="superseded by a newer event")
+
+    def _remove(self, event: ImageEvent) -> RecordResult:
+        if self.results.remove(event, self.clock(), self.settings.tombstone_ttl_seconds):
+            logger.info("results deleted")
+            self.metrics.add_metric(name=Metric.DELETED, unit="Count", value=1)
+            return RecordResult(event.ref.key, Outcome.DELETED)
+        logger.info("removal skipped: stored result is newer or belongs to another version")
+        self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+        return RecordResult(event.ref.key, Outcome.SKIPPED, reason="removal older than stored result")
+
+
+def retry_hook(metrics: MetricsSink) -> Callable[[str, int, float], None]:
+    """FaceDetector's retry hook: a metric for each throttled DetectFaces call that is retried."""
+
+    def on_retry(code: str, attempt: int, pause: float) -> None:
+        if code in THROTTLE_CODES:
+            metrics.add_metric(name=Metric.THROTTLED_RETRIES, unit="Count", value=1)
+        logger.warning("DetectFaces retried", error_code=code, attempt=attempt, pause_seconds=round(pause, 3))
+
+    return on_retry
+
+
+def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
+    stored_seq = str(stored.get("sequencer", ""))
+    status = stored.get("status")
+    if stored_seq > event.sequencer:
+        return f"stale: a newer event is stored ({status})"
+    if status == "PROCESSING":
+        return "duplicate: the same event is being processed"
+    return f"duplicate: already {status}"
+
+
+def _key_of(raw: Any) -> str:
+    try:
+        return str(ImageEvent.from_record(raw).ref.key)
+    except Exception:  # noqa: BLE001
+        return "<unparseable record>"

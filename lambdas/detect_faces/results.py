@@ -1,0 +1,385 @@
+"""The results table: one partition per image, ordered and idempotent by S3 sequencer.
+
+Layout (pk = "<bucket>/<key>"):
+  sk = "META"                       status, reason, version, etag, size, sequencer, attributes, face_count, ...
+  sk = "FACES#<sequencer>#<nnnn>"   a chunk of FaceDetails (as Rekognition returned them, numbers as Decimal)
+
+One Query on pk returns everything known about the image. FaceDetails are split into chunks that stay
+well under DynamoDB's 400 KB item limit, so 100 faces with Attributes=ALL store completely.
+Chunks are keyed by sequencer: a slower, older writer can never overwrite a newer result's faces, and
+META names the sequencer whose chunks are current.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .gateways import error_code
+from .model import ImageEvent, Status
+
+META = "META"
+FACES_PREFIX = "FACES#"
+# JSON length is an upper bound for DynamoDB's size of the same data; keep chunks far below 400 KB.
+MAX_CHUNK_JSON_CHARS = 300_000
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def image_pk(bucket: str, key: str) -> str:
+    return f"{bucket}/{key}"
+
+
+def to_dynamo(value: Any) -> Any:
+    """Floats become Decimals with the exact digits Python prints, so they read back as the same floats."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent == 0 else float(value)
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    return value
+
+
+def _ser(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _des(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+# Every attribute is referenced through a placeholder: several of ours (status, bucket, size...) are
+# DynamoDB reserved words.
+_CONDITION_NAMES = {
+    "#pk": "pk",
+    "#status": "status",
+    "#seq": "sequencer",
+    "#lease": "lease_expires",
+    "#token": "claim_token",
+    "#vid": "version_id",
+}
+
+
+def _update_args(
+    set_values: dict[str, Any], remove: list[str], condition: str, condition_values: dict[str, Any]
+) -> dict[str, Any]:
+    names = dict(_CONDITION_NAMES)
+    values = dict(condition_values)
+    sets, removes = [], []
+    for i, (attr, value) in enumerate(set_values.items()):
+        if value is None:
+            remove = [*remove, attr]
+            continue
+        names[f"#s{i}"] = attr
+        values[f":s{i}"] = value
+        sets.append(f"#s{i} = :s{i}")
+    for i, attr in enumerate(dict.fromkeys(remove)):
+        names[f"#r{i}"] = attr
+        removes.append(f"#r{i}")
+    expression = ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
+    used = {n: a for n, a in names.items() if n in expression or n in condition}
+    return {
+        "UpdateExpression": expression.strip(),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": used,
+        "ExpressionAttributeValues": _ser(values),
+    }
+
+
+def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_JSON_CHARS) -> list[list[dict[str, Any]]]:
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for face in faces:
+        face_size = len(json.dumps(face))
+        if current and size + face_size > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(face)
+        size += face_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+@dataclass
+class Claim:
+    acquired: bool
+    token: str
+    previous: dict[str, Any] = field(default_factory=dict)  # the META item before the claim (or the blocker)
+
+
+@dataclass
+class ImageResult:
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None
+    sequencer: str
+    status: str
+    reason: str | None
+    face_count: int | None
+    attributes: str | None
+    detected_at: str | None
+    event_time: str | None
+    faces: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ResultsStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # ---- reads -------------------------------------------------------------------------------
+    def get(self, bucket: str, key: str) -> ImageResult | None:
+        """Everything known about one image, from one (paginated) Query."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": image_pk(bucket, key)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(_des(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return assemble(items)
+
+    # ---- the claim: ordering and idempotency -------------------------------------------------
+    def claim(self, event: ImageEvent, token: str, now: datetime, lease_seconds: int, redrive: bool) -> Claim:
+        """Take the image for this event, unless a newer or identical event already owns or finished it.
+
+        Succeeds when: nothing is stored; the stored sequencer is older; or it is this very event and the
+        earlier attempt failed (RETRYING), its lease ran out (PROCESSING; the invocation died), or it was
+        dead-lettered and this is a redrive.
+        """
+        epoch = int(now.timestamp())
+        condition = (
+            "attribute_not_exists(#pk) OR #seq < :seq"
+            " OR (#seq = :seq AND #status = :retrying)"
+            " OR (#seq = :seq AND #status = :processing AND #lease < :now)"
+            " OR (#seq = :seq AND #status = :failed AND :redrive = :true)"
+        )
+        args = _update_args(
+            {
+                "status": Status.PROCESSING.value,
+                "sequencer": event.sequencer,
+                "claim_token": token,
+                "lease_expires": epoch + lease_seconds,
+                "bucket": event.ref.bucket,
+                "object_key": event.ref.key,
+                "event_time": event.event_time,
+                "version_id": event.ref.version_id,
+                "etag": event.etag,
+                "size_bytes": event.size,
+            },
+            ["reason", "expires_at"],
+            condition,
+            {
+                ":seq": event.sequencer,
+                ":processing": Status.PROCESSING.value,
+                ":retrying": Status.RETRYING.value,
+                ":failed": Status.FAILED.value,
+                ":now": epoch,
+                ":redrive": redrive,
+                ":true": True,
+            },
+        )
+        try:
+            response = self._client.update_item(
+                TableName=self._table, Key=self._key(event, META), ReturnValues="ALL_OLD", **args
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = self._client.get_item(TableName=self._table, Key=self._key(event, META), ConsistentRead=True)
+            return Claim(acquired=False, token=token, previous=_des(current.get("Item", {})))
+        return Claim(acquired=True, token=token, previous=_des(response.get("Attributes", {})))
+
+    # ---- final states (each conditional on still holding the claim) ---------------------------
+    def store_detected(
+        self, event: ImageEvent, claim: Claim, faces: list[dict[str, Any]], attributes: str, now: datetime
+    ) -> bool:
+        chunks = chunk_faces(faces)
+        for index, chunk in enumerate(chunks):
+            self._client.put_item(
+                TableName=self._table,
+                Item=_ser(
+                    {
+                        **self._key_values(event, f"{FACES_PREFIX}{event.sequencer}#{index:04d}"),
+                        "sequencer": event.sequencer,
+                        "faces": to_dynamo(chunk),
+                    }
+                ),
+            )
+        committed = self._finish(
+            event,
+            claim,
+            Status.DETECTED,
+            reason=None,
+            extra={
+                "face_count": len(faces),
+                "attributes": attributes,
+                "detected_at": _iso(now),
+                "face_chunks": len(chunks),
+            },
+        )
+        if not committed:  # a newer event took the image meanwhile: our chunks are garbage
+            self._delete_chunks(event, keep_sequencer=None, only_sequencer=event.sequencer)
+            return False
+        self._delete_chunks(event, keep_sequencer=event.sequencer)
+        return True
+
+    def store_rejected(self, event: ImageEvent, claim: Claim, reason: str, now: datetime) -> bool:
+        return self._finish_and_clean(event, claim, Status.REJECTED, reason, now)
+
+    def store_failed(self, event: ImageEvent, claim: Claim, reason: str, now: datetime) -> bool:
+        return self._finish_and_clean(event, claim, Status.FAILED, reason, now)
+
+    def release(self, event: ImageEvent, claim: Claim, reason: str) -> bool:
+        """The invocation is failing: let Lambda's retry (same sequencer) claim the image again."""
+        return self._finish(event, claim, Status.RETRYING, reason=reason, extra={})
+
+    def _finish_and_clean(self, event: ImageEvent, claim: Claim, status: Status, reason: str, now: datetime) -> bool:
+        committed = self._finish(
+            event, claim, status, reason=reason, extra={"face_count": 0, "detected_at": _iso(now), "face_chunks": 0}
+        )
+        if committed:
+            self._delete_chunks(event, keep_sequencer=None)
+        return committed
+
+    def _finish(
+        self, event: ImageEvent, claim: Claim, status: Status, *, reason: str | None, extra: dict[str, Any]
+    ) -> bool:
+        args = _update_args(
+            {"status": status.value, "reason": reason, **extra},
+            ["claim_token", "lease_expires"],
+            "#token = :token",
+            {":token": claim.token},
+        )
+        try:
+            self._client.update_item(TableName=self._table, Key=self._key(event, META), **args)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # ---- removal -------------------------------------------------------------------------------
+    def remove(self, event: ImageEvent, now: datetime, ttl_seconds: int) -> bool:
+        """Delete the image's face data and leave a tombstone (with a TTL) holding the removal's sequencer.
+
+        The tombstone stops a late ObjectCreated event of an older version from resurrecting results.
+        Deleting one non-current version (ObjectRemoved:Delete with another version id) keeps the result.
+        """
+        condition = "attribute_not_exists(#pk) OR #seq < :seq"
+        condition_values: dict[str, Any] = {":seq": event.sequencer}
+        if event.event_name == "ObjectRemoved:Delete" and event.ref.version_id:
+            condition_values[":vid"] = event.ref.version_id
+            condition = "attribute_not_exists(#pk) OR (#seq < :seq AND (attribute_not_exists(#vid) OR #vid = :vid))"
+        args = _update_args(
+            {
+                "status": Status.DELETED.value,
+                "sequencer": event.sequencer,
+                "expires_at": int(now.timestamp()) + ttl_seconds,
+                "detected_at": _iso(now),
+                "reason": event.event_name,
+                "bucket": event.ref.bucket,
+                "object_key": event.ref.key,
+                "event_time": event.event_time,
+                "face_count": 0,
+                "face_chunks": 0,
+            },
+            ["claim_token", "lease_expires", "attributes", "etag", "size_bytes", "version_id"],
+            condition,
+            condition_values,
+        )
+        try:
+            self._client.update_item(TableName=self._table, Key=self._key(event, META), **args)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        self._delete_chunks(event, keep_sequencer=None)
+        return True
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _delete_chunks(self, event: ImageEvent, keep_sequencer: str | None, only_sequencer: str | None = None) -> None:
+        prefix = f"{FACES_PREFIX}{only_sequencer}#" if only_sequencer else FACES_PREFIX
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": image_pk(event.ref.bucket, event.ref.key)},
+                ":prefix": {"S": prefix},
+            },
+            "ProjectionExpression": "pk, sk, sequencer",
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            for item in page.get("Items", []):
+                if keep_sequencer is not None and item.get("sequencer", {}).get("S") == keep_sequencer:
+                    continue
+                self._client.delete_item(TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]})
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _key_values(self, event: ImageEvent, sk: str) -> dict[str, Any]:
+        return {"pk": image_pk(event.ref.bucket, event.ref.key), "sk": sk}
+
+    def _key(self, event: ImageEvent, sk: str) -> dict[str, Any]:
+        return _ser(self._key_values(event, sk))
+
+
+def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
+    meta = next((i for i in items if i.get("sk") == META), None)
+    if meta is None:
+        return None
+    sequencer = str(meta.get("sequencer", ""))
+    chunks = sorted(
+        (i for i in items if str(i.get("sk", "")).startswith(f"{FACES_PREFIX}{sequencer}#")), key=lambda i: i["sk"]
+    )
+    faces = [from_dynamo(face) for chunk in chunks for face in chunk.get("faces", [])]
+    size = meta.get("size_bytes")
+    count = meta.get("face_count")
+    return ImageResult(
+        bucket=str(meta.get("bucket", "")),
+        key=str(meta.get("object_key", "")),
+        version_id=meta.get("version_id"),
+        etag=meta.get("etag"),
+        size=int(size) if size is not None else None,
+        sequencer=sequencer,
+        status=str(meta.get("status", "")),
+        reason=meta.get("reason"),
+        face_count=int(count) if count is not None else None,
+        attributes=meta.get("attributes"),
+        detected_at=meta.get("detected_at"),
+        event_time=meta.get("event_time"),
+        faces=faces,
+    )
+
+
+def _iso(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,49 @@
+"""Exponential backoff with full jitter, bounded by attempts and by the invocation's remaining time."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Backoff:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter (AWS Architecture Blog, 'Exponential Backoff And Jitter'): U(0, min(cap, base * 2^n))."""
+        return self.rng.uniform(0, min(self.max_seconds, self.base_seconds * (2**attempt)))
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        retryable: Callable[[Exception], bool],
+        remaining_seconds: Callable[[], float] | None = None,
+        on_retry: Callable[[Exception, int, float], None] | None = None,
+    ) -> T:
+        """Call fn; on a retryable error sleep and try again. The last error is raised unchanged."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                attempt += 1
+                if not retryable(exc) or attempt >= self.max_attempts:
+                    raise
+                pause = self.delay(attempt - 1)
+                # Never sleep past the invocation's deadline: fail while there is time to record it.
+                if remaining_seconds is not None and remaining_seconds() - pause < 5.0:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc, attempt, pause)
+                self.sleep(pause)

@@ -1,0 +1,75 @@
+"""Typed settings, read from the environment once per cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FACE_ATTRIBUTE_CHOICES = ("DEFAULT", "ALL")
+
+
+class ConfigurationError(ValueError):
+    """An environment variable is missing or invalid; the message names it."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required and is empty or unset")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, integer: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigurationError(f"environment variable {name} must be {kind}, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"environment variable {name} must be >= {minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    results_table: str
+    failure_queue_url: str
+    face_attributes: str = "DEFAULT"
+    # DetectFaces attempts inside one invocation for throttling / InternalServerError (1 = no retry).
+    detect_max_attempts: int = 6
+    backoff_base_seconds: float = 0.25
+    backoff_max_seconds: float = 8.0
+    # How long a claim on an image protects it from a concurrent duplicate; the function timeout is right.
+    claim_lease_seconds: int = 120
+    # How long the tombstone of a deleted image is kept (it stops a late create event resurrecting results).
+    tombstone_ttl_seconds: int = 7 * 24 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        attributes = env.get("FACE_ATTRIBUTES", "DEFAULT").strip().upper() or "DEFAULT"
+        if attributes not in FACE_ATTRIBUTE_CHOICES:
+            raise ConfigurationError(
+                f"environment variable FACE_ATTRIBUTES must be one of {', '.join(FACE_ATTRIBUTE_CHOICES)}, "
+                f"got {env.get('FACE_ATTRIBUTES')!r}"
+            )
+        queue_url = _required(env, "FAILURE_QUEUE_URL")
+        if not queue_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"environment variable FAILURE_QUEUE_URL must be a queue URL, got {queue_url!r}")
+        return cls(
+            results_table=_required(env, "RESULTS_TABLE"),
+            failure_queue_url=queue_url,
+            face_attributes=attributes,
+            detect_max_attempts=int(
+                _number(env, "DETECT_MAX_ATTEMPTS", cls.detect_max_attempts, minimum=1, integer=True)
+            ),
+            backoff_base_seconds=_number(env, "DETECT_BACKOFF_BASE_SECONDS", cls.backoff_base_seconds, minimum=0),
+            backoff_max_seconds=_number(env, "DETECT_BACKOFF_MAX_SECONDS", cls.backoff_max_seconds, minimum=0),
+            claim_lease_seconds=int(
+                _number(env, "CLAIM_LEASE_SECONDS", cls.claim_lease_seconds, minimum=1, integer=True)
+            ),
+        )

@@ -1,0 +1,141 @@
+"""Event and response builders: every test's S3 events, Lambda contexts and FaceDetails come from here."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote_plus
+
+REGION = "us-east-1"
+_sequencer = itertools.count(0x0055B1A7C0000000)
+
+
+def next_sequencer() -> str:
+    """S3 sequencers are hex strings, increasing per key; lengths vary."""
+    return format(next(_sequencer), "X")
+
+
+def s3_record(
+    bucket: str,
+    key: str,
+    *,
+    event_name: str = "ObjectCreated:Put",
+    size: int | None = 1024,
+    version_id: str | None = None,
+    sequencer: str | None = None,
+    etag: str = "d41d8cd98f00b204e9800998ecf8427e",
+    region: str = REGION,
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "sequencer": sequencer or next_sequencer()}
+    if not event_name.startswith("ObjectRemoved"):
+        obj["eTag"] = etag
+        if size is not None:
+            obj["size"] = size
+    if version_id is not None:
+        obj["versionId"] = version_id
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": region,
+        "eventTime": "2026-11-28T12:00:00.000Z",
+        "eventName": event_name,
+        "userIdentity": {"principalId": "AWS:EXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "EXAMPLE", "x-amz-id-2": "EXAMPLE"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "facepipe",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": obj,
+        },
+    }
+
+
+def s3_event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def s3_test_event(bucket: str) -> dict[str, Any]:
+    return {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2026-11-28T12:00:00.000Z",
+        "Bucket": bucket,
+        "RequestId": "EXAMPLE",
+        "HostId": "EXAMPLE",
+    }
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "detect_faces"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:detect_faces"
+    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+    function_version: str = "$LATEST"
+    remaining_ms: int = 60_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def face_detail(rng: random.Random, *, attributes: str = "DEFAULT") -> dict[str, Any]:
+    """A FaceDetail shaped like Rekognition's, with full-precision floats."""
+
+    def r(lo: float = 0.0, hi: float = 1.0) -> float:
+        return rng.uniform(lo, hi)
+
+    landmark_types = ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
+    if attributes == "ALL":
+        landmark_types += [
+            "leftEyeBrowLeft", "leftEyeBrowRight", "leftEyeBrowUp", "rightEyeBrowLeft", "rightEyeBrowRight",
+            "rightEyeBrowUp", "leftEyeLeft", "leftEyeRight", "leftEyeUp", "leftEyeDown", "rightEyeLeft",
+            "rightEyeRight", "rightEyeUp", "rightEyeDown", "noseLeft", "noseRight", "mouthUp", "mouthDown",
+            "leftPupil", "rightPupil", "upperJawlineLeft", "midJawlineLeft", "chinBottom", "midJawlineRight",
+            "upperJawlineRight",
+        ]  # fmt: skip
+    detail: dict[str, Any] = {
+        "BoundingBox": {"Width": r(0.05, 0.2), "Height": r(0.05, 0.2), "Left": r(0, 0.8), "Top": r(0, 0.8)},
+        "Landmarks": [{"Type": t, "X": r(), "Y": r()} for t in landmark_types],
+        "Pose": {"Roll": r(-30, 30), "Yaw": r(-60, 60), "Pitch": r(-30, 30)},
+        "Quality": {"Brightness": r(0, 100), "Sharpness": r(0, 100)},
+        "Confidence": r(90, 100),
+    }
+    if attributes == "ALL":
+        low = rng.randint(10, 60)
+        detail.update(
+            {
+                "AgeRange": {"Low": low, "High": low + rng.randint(3, 12)},
+                "Smile": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "Eyeglasses": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "Sunglasses": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "Gender": {"Value": rng.choice(["Male", "Female"]), "Confidence": r(50, 100)},
+                "Beard": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "Mustache": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "EyesOpen": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "MouthOpen": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "Emotions": [
+                    {"Type": e, "Confidence": r(0, 100)}
+                    for e in ["HAPPY", "SAD", "ANGRY", "CONFUSED", "DISGUSTED", "SURPRISED", "CALM", "FEAR"]
+                ],
+                "FaceOccluded": {"Value": rng.random() > 0.5, "Confidence": r(50, 100)},
+                "EyeDirection": {"Yaw": r(-30, 30), "Pitch": r(-30, 30), "Confidence": r(50, 100)},
+            }
+        )
+    return detail
+
+
+def detect_faces_response(n: int, *, attributes: str = "DEFAULT", seed: int = 7) -> dict[str, Any]:
+    rng = random.Random(seed)
+    return {"FaceDetails": [face_detail(rng, attributes=attributes) for _ in range(n)]}
+
+
+JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 100
+PNG_80 = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (80).to_bytes(4, "big") + (80).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
+)
+PNG_TINY = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (40).to_bytes(4, "big") + (79).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
+)

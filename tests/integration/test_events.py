@@ -1,0 +1,212 @@
+"""Event handling: every record, decoded keys, any extension, duplicates, order, partial failures, redrive."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from detect_faces.model import ImageEvent
+from detect_faces.results import ResultsStore
+from tests.builders import JPEG_BYTES, detect_faces_response, s3_event, s3_record
+from tests.integration.conftest import BUCKET, TABLE, Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def store(p: Pipeline) -> ResultsStore:
+    return ResultsStore(p.aws.dynamodb, TABLE)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "holiday photo.jpg",
+        "a b+c.jpg",
+        "100% real.jpeg",
+        "años/café ☕/grüße.png",
+        "deep/nested/prefix/2026/11/28/img.jpg",
+        "already%20encoded.jpg",
+    ],
+)
+def test_keys_are_decoded_exactly_once(pipeline: Pipeline, key: str) -> None:
+    # Given S3's URL-encoded key in the event (spaces as '+', '+' as %2B, '%' as %25)
+    version = pipeline.aws.put(key, JPEG_BYTES)
+    record = s3_record(BUCKET, key, size=len(JPEG_BYTES), version_id=version)
+    assert record["s3"]["object"]["key"] != key or key.startswith("deep/")
+    pipeline.rekognition.respond(detect_faces_response(1))
+
+    pipeline.invoke(s3_event(record))
+
+    # Then Rekognition was asked for the real key, and the result is stored under it
+    assert pipeline.rekognition.calls[0]["Image"]["S3Object"]["Name"] == key
+    assert store(pipeline).get(BUCKET, key).status == "DETECTED"
+
+
+@pytest.mark.parametrize("key", ["IMG_0001.JPG", "scan.Jpeg", "shot.PNG", "mixed.pNg", "no-extension"])
+def test_any_extension_in_any_case_is_processed_by_content(pipeline: Pipeline, key: str) -> None:
+    version = pipeline.aws.put(key, JPEG_BYTES)
+    pipeline.rekognition.respond(detect_faces_response(1))
+    pipeline.invoke(s3_event(s3_record(BUCKET, key, size=len(JPEG_BYTES), version_id=version)))
+    assert store(pipeline).get(BUCKET, key).status == "DETECTED"
+
+
+def test_every_record_of_an_event_is_processed(pipeline: Pipeline) -> None:
+    records = []
+    for i in range(4):
+        version = pipeline.aws.put(f"batch/{i}.jpg", JPEG_BYTES)
+        records.append(s3_record(BUCKET, f"batch/{i}.jpg", size=len(JPEG_BYTES), version_id=version))
+        pipeline.rekognition.respond(detect_faces_response(i))
+
+    result = pipeline.invoke(s3_event(*records))
+
+    assert [r["faces"] for r in result["records"]] == [0, 1, 2, 3]
+    assert [store(pipeline).get(BUCKET, f"batch/{i}.jpg").face_count for i in range(4)] == [0, 1, 2, 3]
+
+
+def test_a_duplicate_event_costs_no_second_detect_faces_call(pipeline: Pipeline) -> None:
+    version = pipeline.aws.put("dup.jpg", JPEG_BYTES)
+    record = s3_record(BUCKET, "dup.jpg", size=len(JPEG_BYTES), version_id=version)
+    pipeline.rekognition.respond(detect_faces_response(2))
+
+    first = pipeline.invoke(s3_event(record))
+    second = pipeline.invoke(s3_event(record))
+
+    assert first["records"][0]["outcome"] == "detected"
+    assert second["records"][0] == {"key": "dup.jpg", "outcome": "skipped", "reason": "duplicate: already DETECTED"}
+    assert len(pipeline.rekognition.calls) == 1
+    assert pipeline.metrics()["DuplicateOrStaleEvents"] == 1
+
+
+def test_a_duplicate_of_a_dead_lettered_event_sends_no_second_dlq_message(pipeline: Pipeline) -> None:
+    version = pipeline.aws.put("gone.jpg", JPEG_BYTES)
+    record = s3_record(BUCKET, "gone.jpg", size=len(JPEG_BYTES), version_id=version)
+    pipeline.rekognition.fail("InvalidS3ObjectException")
+    pipeline.invoke(s3_event(record))
+    pipeline.invoke(s3_event(record))
+    assert len(pipeline.aws.dlq_messages()) == 1
+    assert len(pipeline.rekognition.calls) == 1
+
+
+def test_a_late_event_for_an_older_version_never_overwrites_the_newer_result(pipeline: Pipeline) -> None:
+    # Given two uploads of one key; S3 delivers the newer event first
+    v1 = pipeline.aws.put("same.jpg", JPEG_BYTES)
+    older = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES), version_id=v1, sequencer="00A1")
+    v2 = pipeline.aws.put("same.jpg", JPEG_BYTES + b"v2")
+    newer = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES) + 2, version_id=v2, sequencer="0000B2")
+    pipeline.rekognition.respond(detect_faces_response(5))
+
+    pipeline.invoke(s3_event(newer))
+    late = pipeline.invoke(s3_event(older))
+
+    # Then the older one is skipped without a DetectFaces call (sequencers compare as zero-padded hex)
+    assert late["records"][0]["outcome"] == "skipped"
+    assert late["records"][0]["reason"].startswith("stale")
+    image = store(pipeline).get(BUCKET, "same.jpg")
+    assert (image.version_id, image.face_count) == (v2, 5)
+    assert len(pipeline.rekognition.calls) == 1
+
+
+def test_a_newer_version_replaces_the_older_result_and_its_faces(pipeline: Pipeline) -> None:
+    v1 = pipeline.aws.put("re.jpg", JPEG_BYTES)
+    pipeline.rekognition.respond(detect_faces_response(100, attributes="ALL"))
+    pipeline.invoke(s3_event(s3_record(BUCKET, "re.jpg", size=len(JPEG_BYTES), version_id=v1)))
+    v2 = pipeline.aws.put("re.jpg", JPEG_BYTES)
+    pipeline.rekognition.respond(detect_faces_response(1))
+    pipeline.invoke(s3_event(s3_record(BUCKET, "re.jpg", size=len(JPEG_BYTES), version_id=v2)))
+
+    image = store(pipeline).get(BUCKET, "re.jpg")
+    assert (image.version_id, image.face_count, len(image.faces)) == (v2, 1, 1)
+    assert len(pipeline.aws.items("re.jpg")) == 2  # META + one chunk: the old chunks are gone
+
+
+def test_an_older_event_finishing_after_a_newer_one_is_discarded(pipeline: Pipeline) -> None:
+    # Given an older event that claimed the image, and a newer one that claims and finishes meanwhile
+    results = store(pipeline)
+    now = datetime.now(UTC)
+    older = ImageEvent.from_record(s3_record(BUCKET, "race.jpg", version_id="v1", sequencer="10"))
+    newer = ImageEvent.from_record(s3_record(BUCKET, "race.jpg", version_id="v2", sequencer="20"))
+    old_claim = results.claim(older, "token-old", now, lease_seconds=60, redrive=False)
+    new_claim = results.claim(newer, "token-new", now, lease_seconds=60, redrive=False)
+    assert old_claim.acquired and new_claim.acquired
+    assert results.store_detected(newer, new_claim, detect_faces_response(2)["FaceDetails"], "DEFAULT", now)
+
+    # When the older one stores its answer late
+    committed = results.store_detected(older, old_claim, detect_faces_response(7)["FaceDetails"], "DEFAULT", now)
+
+    # Then it is discarded, with none of its face chunks left behind
+    assert committed is False
+    image = results.get(BUCKET, "race.jpg")
+    assert (image.version_id, image.face_count) == ("v2", 2)
+    assert len(pipeline.aws.items("race.jpg")) == 2
+
+
+def test_a_claim_whose_invocation_died_can_be_taken_after_its_lease(pipeline: Pipeline) -> None:
+    results = store(pipeline)
+    event = ImageEvent.from_record(s3_record(BUCKET, "crash.jpg", sequencer="30"))
+    now = datetime.now(UTC)
+    assert results.claim(event, "first", now, lease_seconds=60, redrive=False).acquired
+    assert not results.claim(event, "dup", now + timedelta(seconds=30), lease_seconds=60, redrive=False).acquired
+    assert results.claim(event, "retry", now + timedelta(seconds=61), lease_seconds=60, redrive=False).acquired
+
+
+def test_one_bad_record_does_not_lose_or_double_process_the_others(pipeline: Pipeline) -> None:
+    # Given a three-record event whose middle record stays throttled past the in-invocation budget
+    records = []
+    for name in ("one", "two", "three"):
+        version = pipeline.aws.put(f"{name}.jpg", JPEG_BYTES)
+        records.append(s3_record(BUCKET, f"{name}.jpg", size=len(JPEG_BYTES), version_id=version))
+    pipeline.rekognition.respond(detect_faces_response(1))
+    for _ in range(6):
+        pipeline.rekognition.fail("ThrottlingException")
+    pipeline.rekognition.respond(detect_faces_response(3))
+
+    # When it is invoked, the invocation fails (so Lambda retries), but the other records are stored
+    with pytest.raises(ClientError):
+        pipeline.invoke(s3_event(*records))
+    assert store(pipeline).get(BUCKET, "one.jpg").status == "DETECTED"
+    assert store(pipeline).get(BUCKET, "two.jpg").status == "RETRYING"
+    assert store(pipeline).get(BUCKET, "three.jpg").face_count == 3
+    calls_before_retry = len(pipeline.rekognition.calls)
+
+    # And Lambda's retry of the whole event processes only the failed record
+    pipeline.rekognition.respond(detect_faces_response(2))
+    result = pipeline.invoke(s3_event(*records))
+    assert [r["outcome"] for r in result["records"]] == ["skipped", "detected", "skipped"]
+    assert len(pipeline.rekognition.calls) == calls_before_retry + 1
+    assert store(pipeline).get(BUCKET, "two.jpg").face_count == 2
+
+
+def test_several_failed_records_fail_the_invocation_naming_each(pipeline: Pipeline) -> None:
+    records = []
+    for name in ("x", "y"):
+        version = pipeline.aws.put(f"{name}.jpg", JPEG_BYTES)
+        records.append(s3_record(BUCKET, f"{name}.jpg", size=len(JPEG_BYTES), version_id=version))
+        pipeline.rekognition.fail("AccessDeniedException")
+    with pytest.raises(Exception, match=r"2 of 2 records failed: x.jpg: AccessDeniedException.*y.jpg") as raised:
+        pipeline.invoke(s3_event(*records))
+    assert type(raised.value).__name__ == "RecordsFailedError"
+
+
+def test_a_redrive_of_a_dead_lettered_record_is_processed_again(pipeline: Pipeline) -> None:
+    # Given an object that was unreadable when its event arrived
+    version = pipeline.aws.put("later.jpg", JPEG_BYTES)
+    record = s3_record(BUCKET, "later.jpg", size=len(JPEG_BYTES), version_id=version)
+    pipeline.rekognition.fail("InvalidS3ObjectException")
+    pipeline.invoke(s3_event(record))
+    (message,) = pipeline.aws.dlq_messages()
+
+    # When an operator replays the DLQ record's requestPayload, marked as a redrive
+    payload = json.loads(message["Body"])["requestPayload"]
+    pipeline.rekognition.respond(detect_faces_response(1))
+    pipeline.invoke({**payload, "facepipeRedrive": True})
+
+    # Then it is analysed this time
+    assert store(pipeline).get(BUCKET, "later.jpg").status == "DETECTED"
+
+
+def test_an_event_that_is_not_an_s3_notification_fails_clearly(pipeline: Pipeline) -> None:
+    with pytest.raises(ValueError, match="no Records"):
+        pipeline.invoke({"hello": "world"})

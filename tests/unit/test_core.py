@@ -1,0 +1,145 @@
+"""Pure logic: settings, sequencers, backoff, chunking, number round-trips, failure records."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from detect_faces.gateways import failure_record
+from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequencer
+from detect_faces.results import MAX_CHUNK_JSON_CHARS, chunk_faces, from_dynamo, to_dynamo
+from detect_faces.retry import Backoff
+from detect_faces.settings import ConfigurationError, Settings
+from tests.builders import detect_faces_response, s3_record
+
+pytestmark = pytest.mark.unit
+
+GOOD_ENV = {"RESULTS_TABLE": "t", "FAILURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q"}
+
+
+def test_settings_read_the_environment() -> None:
+    settings = Settings.from_env({**GOOD_ENV, "FACE_ATTRIBUTES": "all", "DETECT_MAX_ATTEMPTS": "3"})
+    assert (settings.results_table, settings.face_attributes, settings.detect_max_attempts) == ("t", "ALL", 3)
+    assert Settings.from_env(GOOD_ENV).face_attributes == "DEFAULT"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FAILURE_QUEUE_URL": GOOD_ENV["FAILURE_QUEUE_URL"]}, "RESULTS_TABLE"),
+        ({"RESULTS_TABLE": "t"}, "FAILURE_QUEUE_URL"),
+        ({**GOOD_ENV, "FAILURE_QUEUE_URL": "my-queue"}, "FAILURE_QUEUE_URL"),
+        ({**GOOD_ENV, "FACE_ATTRIBUTES": "SOME"}, "FACE_ATTRIBUTES"),
+        ({**GOOD_ENV, "DETECT_MAX_ATTEMPTS": "many"}, "DETECT_MAX_ATTEMPTS"),
+        ({**GOOD_ENV, "DETECT_MAX_ATTEMPTS": "0"}, "DETECT_MAX_ATTEMPTS"),
+        ({**GOOD_ENV, "DETECT_BACKOFF_BASE_SECONDS": "-1"}, "DETECT_BACKOFF_BASE_SECONDS"),
+    ],
+)
+def test_bad_settings_fail_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_env(env)
+
+
+def test_sequencers_compare_as_left_padded_hex() -> None:
+    # S3: sequencers of one key may differ in length; left-pad with zeros, then compare
+    assert normalize_sequencer("00A1") < normalize_sequencer("0000B2")
+    assert normalize_sequencer("FF") < normalize_sequencer("100")
+    assert normalize_sequencer("0055b1a7") == normalize_sequencer("55B1A7")
+    with pytest.raises(InvalidEventError):
+        normalize_sequencer("not-hex")
+
+
+def test_event_records_are_decoded_once() -> None:
+    event = ImageEvent.from_record(s3_record("b", "a b+c%d.jpg", version_id="v1"))
+    assert (event.ref.key, event.ref.version_id, event.event_name) == ("a b+c%d.jpg", "v1", "ObjectCreated:Put")
+    with pytest.raises(InvalidEventError):
+        ImageEvent.from_record({"eventName": "ObjectCreated:Put"})
+
+
+def test_backoff_uses_full_jitter_with_a_doubling_cap() -> None:
+    backoff = Backoff(max_attempts=10, base_seconds=0.5, max_seconds=4.0, rng=random.Random(1))
+    for attempt in range(8):
+        cap = min(4.0, 0.5 * 2**attempt)
+        delays = [backoff.delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap * 0.8  # spreads over the whole window, not a fixed pause
+
+
+def test_backoff_gives_up_after_max_attempts_and_raises_the_last_error() -> None:
+    sleeps: list[float] = []
+    calls = []
+
+    def always_busy() -> None:
+        calls.append(1)
+        raise TimeoutError(f"busy {len(calls)}")
+
+    backoff = Backoff(max_attempts=4, base_seconds=0.1, max_seconds=1, sleep=sleeps.append)
+    with pytest.raises(TimeoutError, match="busy 4"):
+        backoff.call(always_busy, retryable=lambda e: True)
+    assert (len(calls), len(sleeps)) == (4, 3)
+
+
+def test_backoff_does_not_retry_what_is_not_retryable() -> None:
+    backoff = Backoff(max_attempts=4, base_seconds=0.1, max_seconds=1, sleep=lambda s: None)
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise KeyError("no")
+
+    with pytest.raises(KeyError):
+        backoff.call(broken, retryable=lambda e: isinstance(e, TimeoutError))
+    assert len(calls) == 1
+
+
+def test_backoff_never_sleeps_past_the_deadline() -> None:
+    sleeps: list[float] = []
+    backoff = Backoff(max_attempts=10, base_seconds=1, max_seconds=1, sleep=sleeps.append, rng=random.Random(3))
+    remaining = iter([30.0, 5.5, 5.2])
+
+    def busy() -> None:
+        raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        backoff.call(busy, retryable=lambda e: True, remaining_seconds=lambda: next(remaining))
+    assert len(sleeps) <= 2
+
+
+def test_face_chunks_stay_under_the_item_limit_and_keep_order() -> None:
+    faces = detect_faces_response(100, attributes="ALL")["FaceDetails"]
+    chunks = chunk_faces(faces)
+    assert len(chunks) >= 2
+    assert [f for c in chunks for f in c] == faces
+    assert all(len(json.dumps(c)) <= MAX_CHUNK_JSON_CHARS for c in chunks)
+    assert chunk_faces([]) == []
+
+
+def test_numbers_round_trip_exactly_through_decimal() -> None:
+    faces = detect_faces_response(20, attributes="ALL")["FaceDetails"]
+    faces[0]["Confidence"] = 99.99999237060547
+    faces[1]["Confidence"] = 1e-07
+    faces[2]["Pose"]["Yaw"] = -0.0
+    back = from_dynamo(to_dynamo(faces))
+    assert back == faces
+    assert repr(back[0]["Confidence"]) == "99.99999237060547"
+    assert isinstance(back[0]["AgeRange"]["Low"], int)
+    assert back[1]["Confidence"] == 1e-07
+
+
+def test_failure_record_has_lambda_destination_shape() -> None:
+    raw = s3_record("b", "k.jpg")
+    record = failure_record(
+        raw,
+        error_type="InvalidS3ObjectException",
+        error_message="gone",
+        request_id="r-1",
+        function_arn="arn:aws:lambda:us-east-1:1:function:f",
+        now=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+    )
+    assert record["timestamp"] == "2026-11-28T12:00:00.000Z"
+    assert record["requestContext"]["requestId"] == "r-1"
+    assert record["requestPayload"] == {"Records": [raw]}
+    assert record["responsePayload"] == {"errorType": "InvalidS3ObjectException", "errorMessage": "gone"}
