@@ -10,7 +10,7 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv layer node lint typecheck test test-fast demo local synth deploy destroy bench rehearse clean
+.PHONY: help venv layer node lint test test-fast demo local synth bootstrap deploy destroy bench rehearse clean
 
 help:
 	@echo "make demo     run the whole pipeline locally on sample photos (no AWS account needed)"
@@ -66,6 +66,9 @@ local: $(STAMP)
 
 synth: layer node
 	$(CDK) synth --no-notices --quiet
+
+bootstrap: node
+	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
 deploy: layer node
 	$(CDK) deploy --no-notices $(CDK_ARGS)

@@ -1,0 +1,1 @@
+"""The facepipe CDK app: one stack composed of one construct per concern."""

@@ -1,0 +1,169 @@
+"""The detect_faces function: code, Powertools layer, least-privilege role, logs, tracing, async config, triggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .config import (
+    HANDLER,
+    LAMBDA_CODE_DIR,
+    LAYER_DIR,
+    METRICS_NAMESPACE,
+    POWERTOOLS_VERSION,
+    SERVICE_NAME,
+    FacepipeConfig,
+)
+from .storage import removal_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
+class DetectorFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: FacepipeConfig,
+        bucket: s3.IBucket,
+        table: dynamodb.ITableV2,
+        dlq: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, id)
+        layer_dir = ROOT / LAYER_DIR
+        if not (layer_dir / "python" / "aws_lambda_powertools").is_dir():
+            raise FileNotFoundError(f"{layer_dir} is missing: run `make layer` (make synth/deploy do it for you)")
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=removal_policy(config),
+        )
+        # Any retention CloudWatch accepts (validated in config), not only the enum's names.
+        log_group_cfn = self.log_group.node.default_child
+        assert isinstance(log_group_cfn, logs.CfnLogGroup)
+        log_group_cfn.retention_in_days = config.log_retention_days
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="detect_faces: DetectFaces, read uploads, write results, send failure records",
+        )
+        self.log_group.grant_write(self.role)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DetectFaces",
+                actions=["rekognition:DetectFaces"],
+                resources=["*"],  # DetectFaces has no resource-level permissions
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadUploads",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[bucket.arn_for_objects("*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteResults",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[table.table_arn],
+            )
+        )
+        # sqs:SendMessage on the DLQ is granted by the on-failure SqsDestination below; the function uses it too.
+
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Powertools",
+            code=lambda_.Code.from_asset(str(layer_dir)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=f"aws-lambda-powertools[tracer]=={POWERTOOLS_VERSION}",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(
+                str(ROOT / LAMBDA_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/requirements.txt"]
+            ),
+            layers=[self.layer],
+            role=self.role,
+            memory_size=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_seconds),
+            reserved_concurrent_executions=config.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            description="S3 upload -> Rekognition DetectFaces -> DynamoDB; failures to the DLQ",
+            environment={
+                "RESULTS_TABLE": table.table_name,
+                "FAILURE_QUEUE_URL": dlq.queue_url,
+                "FACE_ATTRIBUTES": config.face_attributes,
+                "DETECT_MAX_ATTEMPTS": str(config.detect_max_attempts),
+                "CLAIM_LEASE_SECONDS": str(config.timeout_seconds + 30),
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "LOG_LEVEL": "INFO",
+            },
+            retry_attempts=config.retry_attempts,
+            max_event_age=Duration.seconds(config.max_event_age_seconds),
+            on_failure=destinations.SqsDestination(dlq),
+        )
+
+        # All object-created kinds (PUT, POST, COPY, multipart) and removals. No suffix filter: S3's filters
+        # are case-sensitive (".JPG" would be missed), so the function decides by the object's bytes.
+        target = s3n.LambdaDestination(self.function)
+        bucket.add_event_notification(s3.EventType.OBJECT_CREATED, target)
+        bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, target)
+
+        self._acknowledge(bucket)
+
+    def _acknowledge(self, bucket: s3.IBucket) -> None:
+        stack = Stack.of(self)
+        for child in stack.node.children:  # CDK's singleton that applies the bucket's notification config
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                Validations.of(child).acknowledge(
+                    Acknowledgment(
+                        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                        "AWSLambdaBasicExecutionRole]",
+                        reason="CDK's own BucketNotificationsHandler (deploy-time only) writes its logs with the "
+                        "basic execution policy; its code and role are not configurable.",
+                    )
+                )
+        policy = self.role.node.find_child("DefaultPolicy")
+        bucket_id = stack.resolve(bucket.node.default_child.logical_id)  # type: ignore[union-attr]
+        Validations.of(policy).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="rekognition:DetectFaces and X-Ray's PutTraceSegments/PutTelemetryRecords support no "
+                "resource-level permissions; every other statement is scoped to this stack's resources.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+                reason="The function reads whichever object was uploaded: any key of this one bucket.",
+            ),
+        )

@@ -1,0 +1,45 @@
+"""FacepipeStack: uploads bucket -> detect_faces -> results table / DLQ, with monitoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from .config import FacepipeConfig
+from .detector import DetectorFunction
+from .monitoring import Monitoring
+from .storage import FailureQueue, ResultsTable, UploadsBucket
+
+# Output names the operator CLI resolves (python -m facepipe --stack NAME ...).
+OUTPUT_BUCKET = "UploadsBucketName"
+OUTPUT_TABLE = "ResultsTableName"
+OUTPUT_DLQ_URL = "DeadLetterQueueUrl"
+OUTPUT_FUNCTION = "DetectorFunctionName"
+
+
+class FacepipeStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, config: FacepipeConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.config = config or FacepipeConfig.from_context(self)
+        self.uploads = UploadsBucket(self, "Uploads", config=self.config)
+        self.results = ResultsTable(self, "Results", config=self.config)
+        self.failures = FailureQueue(self, "DeadLetters", config=self.config)
+        self.detector = DetectorFunction(
+            self,
+            "Detector",
+            config=self.config,
+            bucket=self.uploads.bucket,
+            table=self.results.table,
+            dlq=self.failures.queue,
+        )
+        self.monitoring = Monitoring(
+            self, "Monitoring", config=self.config, function=self.detector.function, dlq=self.failures.queue
+        )
+        CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.bucket.bucket_name, description="Upload images here")
+        CfnOutput(self, OUTPUT_TABLE, value=self.results.table.table_name, description="Face detection results")
+        CfnOutput(self, OUTPUT_DLQ_URL, value=self.failures.queue.queue_url, description="Failure records")
+        CfnOutput(self, "DeadLetterQueueName", value=self.failures.queue.queue_name)
+        CfnOutput(self, OUTPUT_FUNCTION, value=self.detector.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
