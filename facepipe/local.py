@@ -1,0 +1,229 @@
+"""Local mode: the whole pipeline on one machine, no AWS account.
+
+  embedded AWS (moto server on loopback: S3, DynamoDB, SQS)
+  └─ uploads bucket (versioned) ──notifications──► SQS queue ──► local Lambda runtime ──► detect_faces.handler
+                                                                                           ├─► results table
+  DetectFaces emulator (CenterFace) ◄── AWS_ENDPOINT_URL_REKOGNITION ──────────────────────┘─► DLQ
+
+The handler is the deployed one, built from the environment exactly as in Lambda.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from . import resources, s3events
+from .detector import CenterFaceDetector
+from .emulator import DetectFacesEmulator, RekognitionError
+from .runtime import LocalLambdaRuntime
+
+log = logging.getLogger("facepipe.local")
+
+ACCOUNT = "123456789012"
+# moto's documented fake credentials: local mode never sees real ones.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass
+class LocalSettings:
+    region: str = "us-east-1"
+    face_attributes: str = "DEFAULT"
+    concurrency: int = 4  # the function's reserved concurrency
+    retry_attempts: int = 2  # Lambda async retries
+    delay_scale: float = 0.01  # Lambda's ~1 min / ~2 min retry delays, scaled
+    max_event_age: float = 6 * 3600
+    timeout: float = 60.0
+    tps: float | None = None  # the emulator's DetectFaces quota (None: unlimited)
+    detect_max_attempts: int = 6
+    backoff_base_seconds: float = 0.25
+    backoff_max_seconds: float = 8.0
+    log_level: str = "WARNING"
+
+
+class LocalPipeline:
+    def __init__(
+        self,
+        settings: LocalSettings | None = None,
+        *,
+        port: int = 0,
+        detector: CenterFaceDetector | None = None,
+        fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
+        handler: Callable[[dict[str, Any], Any], Any] | None = None,
+        on_result: Callable[[dict[str, Any], Any, BaseException | None], None] | None = None,
+    ) -> None:
+        self.settings = settings or LocalSettings()
+        self.port = port
+        self._detector = detector
+        self._fault = fault
+        self._handler = handler
+        self._on_result = on_result
+        self._saved_env: dict[str, str | None] = {}
+        self.endpoint = ""
+        self.rekognition_endpoint = ""
+        self.bucket = resources.LOCAL_BUCKET
+        self.table = resources.LOCAL_TABLE
+        self.dlq_url = ""
+        self.notifications_url = ""
+        self._moto: Any = None
+        self.emulator: DetectFacesEmulator | None = None
+        self.runtime: LocalLambdaRuntime | None = None
+
+    # ---- clients ---------------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.settings.region,
+            endpoint_url=self.rekognition_endpoint if service == "rekognition" else self.endpoint,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a shell, or the function, needs to talk to this local stack."""
+        return {
+            **FAKE_CREDENTIALS,
+            "AWS_REGION": self.settings.region,
+            "AWS_DEFAULT_REGION": self.settings.region,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_REKOGNITION": self.rekognition_endpoint,
+        }
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> LocalPipeline:
+        from moto.server import ThreadedMotoServer
+
+        s3events.install()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        # moto keeps its state per process: start from empty, as a fresh account would.
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310 - loopback
+
+        s3 = self.client("s3")
+        self.emulator = DetectFacesEmulator(
+            s3, detector=self._detector or CenterFaceDetector(), tps=self.settings.tps, fault=self._fault
+        )
+        self.rekognition_endpoint = self.emulator.start()
+
+        sqs = self.client("sqs")
+        resources.create_bucket(s3, self.bucket, self.settings.region)
+        resources.create_table(self.client("dynamodb"), self.table)
+        self.dlq_url = resources.create_dlq(sqs, resources.LOCAL_DLQ)
+        self.notifications_url = sqs.create_queue(QueueName=resources.LOCAL_NOTIFICATIONS)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.notifications_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        # All created and removed events, no suffix filter: as the deployed stack subscribes the function.
+        s3.put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
+            },
+        )
+
+        self._set_env(
+            {
+                **self.env,
+                "RESULTS_TABLE": self.table,
+                "FAILURE_QUEUE_URL": self.dlq_url,
+                "FACE_ATTRIBUTES": self.settings.face_attributes,
+                "DETECT_MAX_ATTEMPTS": str(self.settings.detect_max_attempts),
+                "DETECT_BACKOFF_BASE_SECONDS": str(self.settings.backoff_base_seconds),
+                "DETECT_BACKOFF_MAX_SECONDS": str(self.settings.backoff_max_seconds),
+                "CLAIM_LEASE_SECONDS": str(int(self.settings.timeout) + 30),
+                "POWERTOOLS_SERVICE_NAME": "facepipe-local",
+                "POWERTOOLS_METRICS_NAMESPACE": "FacepipeLocal",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "LOG_LEVEL": self.settings.log_level,
+            }
+        )
+        handler = self._handler or self._deployed_handler()
+        self.runtime = LocalLambdaRuntime(
+            handler,
+            self.client("sqs"),
+            self.dlq_url,
+            function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:facepipe-local-detect_faces",
+            concurrency=self.settings.concurrency,
+            retry_attempts=self.settings.retry_attempts,
+            delay_scale=self.settings.delay_scale,
+            max_event_age=self.settings.max_event_age,
+            timeout=self.settings.timeout,
+            on_result=self._on_result,
+        )
+        self.runtime.poll(self.notifications_url)
+        return self
+
+    def _deployed_handler(self) -> Callable[[dict[str, Any], Any], Any]:
+        from detect_faces import handler
+
+        handler.set_processor(None)
+        handler.get_processor()  # cold start now, from the environment, before invocations run in threads
+        return handler.lambda_handler
+
+    def wait_for_events(self, count: int, timeout: float = 120.0) -> bool:
+        """Wait until `count` notifications were accepted and every accepted event has finished."""
+        import time
+
+        assert self.runtime is not None
+        end = time.monotonic() + timeout
+        while self.runtime.stats.accepted < count:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.05)
+        return self.runtime.wait_idle(max(0.0, end - time.monotonic()))
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self._moto is not None:
+            self._moto.stop()
+        if self._handler is None:
+            from detect_faces import handler
+
+            handler.set_processor(None)
+        self._restore_env()
+
+    def __enter__(self) -> LocalPipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+
+@contextmanager
+def running(settings: LocalSettings | None = None, **kwargs: Any) -> Iterator[LocalPipeline]:
+    pipeline = LocalPipeline(settings, **kwargs)
+    try:
+        yield pipeline.start()
+    finally:
+        pipeline.stop()

@@ -1,0 +1,230 @@
+"""A local Lambda runtime with Lambda's asynchronous-invocation semantics, for the very same handler.
+
+S3 notifications arrive on an (embedded) SQS queue. Each one is accepted as an async invocation, then:
+- at most `concurrency` invocations run at once (reserved concurrency); the rest wait, like Lambda's
+  internal queue;
+- an invocation that raises is retried `retry_attempts` times after Lambda's delays (about 1 and 2
+  minutes), scaled by `delay_scale`;
+- an event that exhausts its retries, or grows older than `max_event_age`, goes to the on-failure
+  destination (the DLQ) as Lambda's destination record: requestPayload is the event, responsePayload
+  the last error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("facepipe.runtime")
+
+LAMBDA_RETRY_DELAYS = (60.0, 120.0)
+
+
+@dataclass
+class LocalContext:
+    aws_request_id: str
+    invoked_function_arn: str
+    deadline: float
+    function_name: str = "detect_faces"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    log_group_name: str = "/aws/lambda/detect_faces"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class RuntimeStats:
+    accepted: int = 0
+    invocations: int = 0
+    errors: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    peak_concurrency: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Invocation:
+    event: dict[str, Any]
+    request_id: str
+    accepted_at: float
+    attempt: int = 1
+
+
+class LocalLambdaRuntime:
+    def __init__(
+        self,
+        handler: Callable[[dict[str, Any], Any], Any],
+        sqs: Any,
+        dlq_url: str,
+        *,
+        function_arn: str,
+        concurrency: int = 4,
+        retry_attempts: int = 2,
+        delay_scale: float = 0.01,
+        max_event_age: float = 6 * 3600,
+        timeout: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_result: Callable[[dict[str, Any], Any, BaseException | None], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.sqs = sqs
+        self.dlq_url = dlq_url
+        self.function_arn = function_arn
+        self.concurrency = concurrency
+        self.retry_attempts = retry_attempts
+        self.delay_scale = delay_scale
+        self.max_event_age = max_event_age
+        self.timeout = timeout
+        self.clock = clock
+        self.on_result = on_result
+        self.stats = RuntimeStats()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lambda")
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._running = 0
+        self._idle = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ---- accepting events --------------------------------------------------------------------------
+    def invoke_async(self, event: dict[str, Any]) -> str:
+        """Lambda's InvocationType=Event: accepted at once, run later. Returns the request id."""
+        invocation = _Invocation(event=event, request_id=str(uuid.uuid4()), accepted_at=self.clock())
+        with self._lock:
+            self._pending += 1
+            self.stats.accepted += 1
+        self._pool.submit(self._run, invocation)
+        return invocation.request_id
+
+    def poll(self, queue_url: str) -> None:
+        """Feed the runtime from an SQS queue of S3 notifications, until stop()."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    messages = self.sqs.receive_message(
+                        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                    ).get("Messages", [])
+                except Exception:
+                    if self._stop.is_set():
+                        return
+                    log.exception("polling the notification queue failed")
+                    time.sleep(0.5)
+                    continue
+                for message in messages:
+                    self.invoke_async(json.loads(message["Body"]))
+                    self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        self._poller = threading.Thread(target=loop, name="s3-notifications", daemon=True)
+        self._poller.start()
+
+    # ---- running -------------------------------------------------------------------------------
+    def _run(self, inv: _Invocation) -> None:
+        if self.clock() - inv.accepted_at > self.max_event_age:
+            self._dead_letter(inv, "EventAgeExceeded", None)
+            return
+        with self._lock:
+            self._running += 1
+            self.stats.invocations += 1
+            self.stats.peak_concurrency = max(self.stats.peak_concurrency, self._running)
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            context = LocalContext(
+                aws_request_id=inv.request_id,
+                invoked_function_arn=self.function_arn,
+                deadline=time.monotonic() + self.timeout,
+            )
+            result = self.handler(inv.event, context)
+        except Exception as exc:  # noqa: BLE001 - the function failed: Lambda's retry policy decides
+            error = exc
+        finally:
+            with self._lock:
+                self._running -= 1
+        if self.on_result is not None:
+            self.on_result(inv.event, result, error)
+        if error is None:
+            self._done()
+            return
+        name = type(error).__name__
+        with self._lock:
+            self.stats.errors += 1
+            self.stats.error_types[name] = self.stats.error_types.get(name, 0) + 1
+        if inv.attempt > self.retry_attempts:
+            self._dead_letter(inv, "RetriesExhausted", error)
+            return
+        delay = LAMBDA_RETRY_DELAYS[min(inv.attempt - 1, len(LAMBDA_RETRY_DELAYS) - 1)] * self.delay_scale
+        log.info("invocation %s failed (%s); retry %d in %.2fs", inv.request_id, name, inv.attempt, delay)
+        with self._lock:
+            self.stats.retries += 1
+        inv.attempt += 1
+        timer = threading.Timer(delay, self._resubmit, args=(inv,))
+        timer.daemon = True
+        timer.start()
+
+    def _resubmit(self, inv: _Invocation) -> None:
+        try:
+            self._pool.submit(self._run, inv)
+        except RuntimeError:  # the runtime was stopped while the retry waited
+            self._done()
+
+    def _dead_letter(self, inv: _Invocation, condition: str, error: BaseException | None) -> None:
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": inv.request_id,
+                "functionArn": self.function_arn,
+                "condition": condition,
+                "approximateInvokeCount": inv.attempt if error is not None else inv.attempt - 1,
+            },
+            "requestPayload": inv.event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {
+                "errorType": type(error).__name__ if error else condition,
+                "errorMessage": str(error) if error else "event older than the maximum event age",
+                "stackTrace": traceback.format_exception(error)[-3:] if error else [],
+            },
+        }
+        try:
+            self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(record, default=str))
+        except Exception:
+            log.exception("could not write the on-failure record")
+        with self._lock:
+            self.stats.dead_lettered += 1
+        self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every accepted event reached its end (success or on-failure record)."""
+        end = time.monotonic() + timeout
+        with self._idle:
+            while self._pending > 0:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
