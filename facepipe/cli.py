@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import signal
 import sys
@@ -17,6 +16,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "lambdas") not in sys.path:  # the function's package, exactly as deployed
     sys.path.insert(0, str(ROOT / "lambdas"))
+
+
+from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+
+from facepipe.ops import OpsError  # noqa: E402
 
 
 class CliError(Exception):
@@ -110,13 +114,14 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, tps=args.tps, face_attributes=args.attributes, log_level=args.log_level
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
+        signal.signal(signum, lambda *_: stop.set())
     with running(settings, port=args.port, on_result=report) as pipeline:
-        exports = " ".join(f"{k}={v}" for k, v in pipeline.env.items() if k.startswith("AWS_ENDPOINT"))
         print(textwrap.dedent(f"""\
             facepipe local stack is up (Ctrl-C to stop)
               AWS endpoint (S3, DynamoDB, SQS): {pipeline.endpoint}
               DetectFaces emulator:             {pipeline.rekognition_endpoint}
+              Lambda Invoke API (the function): {pipeline.lambda_endpoint}
               bucket:      {pipeline.bucket}
               table:       {pipeline.table}
               DLQ:         {pipeline.dlq_url}
@@ -125,15 +130,142 @@ def cmd_local_up(args: argparse.Namespace) -> int:
               AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION={pipeline.settings.region} \\
                 aws --endpoint-url {pipeline.endpoint} s3 cp photo.jpg s3://{pipeline.bucket}/
             or with boto3: boto3.client("s3", endpoint_url="{pipeline.endpoint}", ...).upload_file(...)
-            or: {exports} python -m facepipe --local results
+            Operate it like a deployed stack: python -m facepipe results --local  (failures, redrive, backfill, show)
             """), flush=True)  # fmt: skip
-        os.environ["FACEPIPE_LOCAL_ENDPOINT"] = pipeline.endpoint
+        from .local import LOCAL_FUNCTION
+        from .ops import state_file, write_local_state
+
+        write_local_state(
+            {
+                "endpoint": pipeline.endpoint,
+                "rekognition_endpoint": pipeline.rekognition_endpoint,
+                "lambda_endpoint": pipeline.lambda_endpoint,
+                "region": pipeline.settings.region,
+                "bucket": pipeline.bucket,
+                "table": pipeline.table,
+                "dlq_url": pipeline.dlq_url,
+                "function_name": LOCAL_FUNCTION,
+            }
+        )
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
+        finally:
+            state_file().unlink(missing_ok=True)
     print("stopped")
+    return 0
+
+
+# ---- operator commands ---------------------------------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from . import ops
+
+    if args.local:
+        return ops.local_target()
+    return ops.stack_target(args.stack)
+
+
+def _progress(total: int | None, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="obj", file=sys.stderr, disable=not sys.stderr.isatty())
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    import json
+
+    from . import ops
+
+    target = _target(args)
+    rows = []
+    for result in ops.list_results(target, args.prefix, include_deleted=args.all, with_faces=args.json):
+        if args.json:
+            print(json.dumps(ops.result_json(result)))
+        else:
+            faces = "-" if result.face_count is None or result.status != "DETECTED" else str(result.face_count)
+            rows.append([result.key, result.status, faces, textwrap.shorten(result.reason or "", 70),
+                         result.detected_at or result.event_time or ""])  # fmt: skip
+    if not args.json:
+        print(_table(rows, ["key", "status", "faces", "reason", "time"]) if rows else "no results")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import ops
+
+    path, result = ops.show(_target(args), args.uri, args.output)
+    print(
+        f"{path}: {result.face_count} face(s) drawn on {args.uri}"
+        + (f" (version {result.version_id})" if result.version_id else "")
+    )
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    import json
+
+    from . import ops
+
+    failures = ops.list_failures(_target(args), limit=args.max)
+    if args.json:
+        for failure in failures:
+            print(json.dumps({**failure.summary(), "record": failure.body}))
+        return 0
+    rows = [
+        [f["key"], str(f["version_id"] or "-"), f["error_type"], textwrap.shorten(f["error_message"] or "", 60),
+         str(f["attempts"] or "-"), f["time"]]
+        for f in (x.summary() for x in failures)
+    ]  # fmt: skip
+    print(_table(rows, ["key", "version", "errorType", "message", "attempts", "time"]) if rows else "DLQ is empty")
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from . import ops
+
+    target = _target(args)
+    with _progress(args.max, "redrive") as bar:
+        report = ops.redrive(
+            target,
+            max_messages=args.max,
+            dry_run=args.dry_run,
+            limiter=ops.RateLimiter(args.rate),
+            progress=bar.update,
+        )
+    if args.dry_run:
+        for planned in report.planned:
+            print(f"would replay {planned['key']} ({planned['error_type']}: {planned['error_message']})")
+        print(f"{len(report.planned)} record(s) would be replayed; nothing was changed")
+    else:
+        print(f"replayed {report.replayed} record(s) through {target.function_name}; deleted them from the DLQ")
+    if report.skipped:
+        print(f"{report.skipped} message(s) are not failure records and were left in the DLQ")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from . import ops
+
+    target = _target(args)
+    with _progress(None, "backfill") as bar:
+        report = ops.backfill(
+            target,
+            args.uri,
+            limiter=ops.RateLimiter(args.rate),
+            dry_run=args.dry_run,
+            start_after=args.start_after,
+            progress=bar.update,
+        )
+    if args.dry_run:
+        for key in report.planned:
+            print(f"would process {key}")
+        print(f"{len(report.planned)} of {report.listed} object(s) have no result and would be processed")
+    else:
+        print(f"{report.invoked} object(s) sent to {target.function_name}; {report.skipped_done} already had a result")
     return 0
 
 
@@ -145,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m facepipe",
         description="facepipe: S3 uploads -> Rekognition DetectFaces -> DynamoDB, locally or on AWS.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m facepipe demo\n  python -m facepipe local up --port 4566",
+        epilog="examples:\n  python -m facepipe demo\n  python -m facepipe local up --port 4566\n"
+        "  python -m facepipe results --stack Facepipe\n  python -m facepipe failures --local",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -174,6 +307,81 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--attributes", choices=["DEFAULT", "ALL"], default="DEFAULT", help="FACE_ATTRIBUTES")
     up.add_argument("--log-level", default="WARNING", help="the function's LOG_LEVEL (default WARNING)")
     up.set_defaults(func=cmd_local_up)
+
+    target = argparse.ArgumentParser(add_help=False)
+    where = target.add_mutually_exclusive_group()
+    where.add_argument(
+        "--stack", default="Facepipe", help="deployed stack name (default Facepipe; AWS env decides region)"
+    )
+    where.add_argument("--local", action="store_true", help="the running `python -m facepipe local up` stack")
+
+    def command(name: str, help: str, example: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[target],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"example:\n  {example}",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    results = command(
+        "results",
+        "one row per image: key, status, faces, reason, time",
+        "python -m facepipe results photos/ --local",
+        cmd_results,
+    )
+    results.add_argument("prefix", nargs="?", default="", help="only keys starting with this")
+    results.add_argument("--json", action="store_true", help="one JSON object per line, with every FaceDetail")
+    results.add_argument("--all", action="store_true", help="include deleted images' tombstones")
+
+    show = command(
+        "show",
+        "draw an image's stored boxes and landmarks into a PNG/JPEG",
+        "python -m facepipe show s3://my-bucket/photos/team.jpg -o team.png",
+        cmd_show,
+    )
+    show.add_argument("uri", help="s3://bucket/key")
+    show.add_argument("-o", "--output", help="output file (.png or .jpg; default <name>.annotated.png)")
+
+    failures = command(
+        "failures",
+        "list DLQ failure records without consuming them",
+        "python -m facepipe failures --stack Facepipe",
+        cmd_failures,
+    )
+    failures.add_argument("--json", action="store_true", help="one JSON object per line, with the whole record")
+    failures.add_argument("--max", type=int, default=1000, help="list at most this many (default 1000)")
+
+    redrive = command(
+        "redrive",
+        "replay DLQ records through the function; delete each once accepted",
+        "python -m facepipe redrive --dry-run; python -m facepipe redrive --max 100 --rate 5",
+        cmd_redrive,
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="show what would be replayed; change nothing")
+    redrive.add_argument("--max", type=int, default=None, help="replay at most N records")
+    redrive.add_argument("--rate", type=float, default=5.0, help="replays per second (default 5)")
+
+    backfill = command(
+        "backfill",
+        "process objects that were in the bucket before the stack (S3 sends no event)",
+        "python -m facepipe backfill s3://my-bucket/archive/ --rate 5 --dry-run",
+        cmd_backfill,
+    )
+    backfill.add_argument("uri", help="s3://bucket/prefix")
+    backfill.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="invocations per second; keep it under your DetectFaces TPS quota (default 5)",
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="list what would be processed; change nothing")
+    backfill.add_argument(
+        "--start-after", default="", help="resume after this key (objects with results are skipped anyway)"
+    )
     return parser
 
 
@@ -184,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except CliError as exc:
+    except (CliError, OpsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

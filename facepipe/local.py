@@ -29,6 +29,7 @@ from .runtime import LocalLambdaRuntime
 log = logging.getLogger("facepipe.local")
 
 ACCOUNT = "123456789012"
+LOCAL_FUNCTION = "facepipe-local-detect_faces"
 # moto's documented fake credentials: local mode never sees real ones.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
@@ -69,6 +70,7 @@ class LocalPipeline:
         self._saved_env: dict[str, str | None] = {}
         self.endpoint = ""
         self.rekognition_endpoint = ""
+        self.lambda_endpoint = ""
         self.bucket = resources.LOCAL_BUCKET
         self.table = resources.LOCAL_TABLE
         self.dlq_url = ""
@@ -82,7 +84,9 @@ class LocalPipeline:
         return boto3.client(
             service,
             region_name=self.settings.region,
-            endpoint_url=self.rekognition_endpoint if service == "rekognition" else self.endpoint,
+            endpoint_url={"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}.get(
+                service, self.endpoint
+            ),
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
@@ -98,6 +102,7 @@ class LocalPipeline:
             "AWS_DEFAULT_REGION": self.settings.region,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ENDPOINT_URL_REKOGNITION": self.rekognition_endpoint,
+            **({"AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint} if self.lambda_endpoint else {}),
         }
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -117,7 +122,7 @@ class LocalPipeline:
         self.emulator = DetectFacesEmulator(
             s3, detector=self._detector or CenterFaceDetector(), tps=self.settings.tps, fault=self._fault
         )
-        self.rekognition_endpoint = self.emulator.start()
+        self.rekognition_endpoint = self.emulator.start(port=self.port + 1 if self.port else 0)
 
         sqs = self.client("sqs")
         resources.create_bucket(s3, self.bucket, self.settings.region)
@@ -157,7 +162,7 @@ class LocalPipeline:
             handler,
             self.client("sqs"),
             self.dlq_url,
-            function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:facepipe-local-detect_faces",
+            function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{LOCAL_FUNCTION}",
             concurrency=self.settings.concurrency,
             retry_attempts=self.settings.retry_attempts,
             delay_scale=self.settings.delay_scale,
@@ -166,6 +171,7 @@ class LocalPipeline:
             on_result=self._on_result,
         )
         self.runtime.poll(self.notifications_url)
+        self.lambda_endpoint = self.runtime.serve_invoke_api(LOCAL_FUNCTION, port=self.port + 2 if self.port else 0)
         return self
 
     def _deployed_handler(self) -> Callable[[dict[str, Any], Any], Any]:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import traceback
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger("facepipe.runtime")
@@ -98,6 +101,7 @@ class LocalLambdaRuntime:
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._api: ThreadingHTTPServer | None = None
 
     # ---- accepting events --------------------------------------------------------------------------
     def invoke_async(self, event: dict[str, Any]) -> str:
@@ -223,8 +227,87 @@ class LocalLambdaRuntime:
                 self._idle.wait(remaining)
         return True
 
+    # ---- Lambda's Invoke API, so boto3's lambda client (redrive, backfill) works against the local runtime ----
+    def serve_invoke_api(self, function_name: str, host: str = "127.0.0.1", port: int = 0) -> str:
+        """POST /2015-03-31/functions/{name}/invocations, InvocationType Event (202) or RequestResponse."""
+        runtime = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str) -> None:
+                body = json.dumps({"Type": "User", "message": message}).encode()
+                self._reply(status, body, {"x-amzn-ErrorType": code})
+
+            def do_POST(self) -> None:
+                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+                match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", path)
+                if not match:
+                    self._error(404, "UnknownOperationException", f"{path} is not emulated")
+                    return
+                name = match.group(1).rsplit(":", 1)[-1] if match.group(1).startswith("arn:") else match.group(1)
+                if name != function_name:
+                    self._error(404, "ResourceNotFoundException", f"Function not found: {match.group(1)}")
+                    return
+                try:
+                    event = json.loads(payload or b"{}")
+                except json.JSONDecodeError:
+                    self._error(400, "InvalidRequestContentException", "Could not parse request body into json")
+                    return
+                kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+                if kind == "DryRun":
+                    self._reply(204)
+                elif kind == "Event":
+                    runtime.invoke_async(event)
+                    self._reply(202)
+                else:
+                    result, error = runtime.invoke_sync(event)
+                    if error is None:
+                        self._reply(
+                            200, json.dumps(result, default=str).encode(), {"X-Amz-Executed-Version": "$LATEST"}
+                        )
+                    else:
+                        body = json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+                        self._reply(200, body, {"X-Amz-Function-Error": "Unhandled"})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+        self._api = ThreadingHTTPServer((host, port), Handler)
+        self._api.daemon_threads = True
+        threading.Thread(target=self._api.serve_forever, name="lambda-invoke-api", daemon=True).start()
+        bound_host, bound_port = self._api.server_address[:2]
+        return f"http://{bound_host!s}:{bound_port}"
+
+    def invoke_sync(self, event: dict[str, Any]) -> tuple[Any, BaseException | None]:
+        """InvocationType=RequestResponse: run now (no retries), return (result, error)."""
+        context = LocalContext(
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=self.function_arn,
+            deadline=time.monotonic() + self.timeout,
+        )
+        try:
+            return self.handler(event, context), None
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as X-Amz-Function-Error
+            return None, exc
+
     def stop(self) -> None:
         self._stop.set()
+        if self._api is not None:
+            self._api.shutdown()
+            self._api.server_close()
+            self._api = None
         if self._poller is not None:
             self._poller.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)

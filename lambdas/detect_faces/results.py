@@ -57,7 +57,7 @@ def _ser(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
 
 
-def _des(item: dict[str, Any]) -> dict[str, Any]:
+def decode_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
@@ -159,7 +159,7 @@ class ResultsStore:
         }
         while True:
             page = self._client.query(**kwargs)
-            items.extend(_des(i) for i in page.get("Items", []))
+            items.extend(decode_item(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -213,8 +213,8 @@ class ResultsStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             current = self._client.get_item(TableName=self._table, Key=self._key(event, META), ConsistentRead=True)
-            return Claim(acquired=False, token=token, previous=_des(current.get("Item", {})))
-        return Claim(acquired=True, token=token, previous=_des(response.get("Attributes", {})))
+            return Claim(acquired=False, token=token, previous=decode_item(current.get("Item", {})))
+        return Claim(acquired=True, token=token, previous=decode_item(response.get("Attributes", {})))
 
     # ---- final states (each conditional on still holding the claim) ---------------------------
     def store_detected(
