@@ -116,7 +116,10 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(signum, lambda *_: stop.set())
-    with running(settings, port=args.port, on_result=report) as pipeline:
+    from .detector import FixedDetector
+
+    detector = FixedDetector() if args.fast_detector else None
+    with running(settings, port=args.port, on_result=report, detector=detector) as pipeline:
         print(textwrap.dedent(f"""\
             facepipe local stack is up (Ctrl-C to stop)
               AWS endpoint (S3, DynamoDB, SQS): {pipeline.endpoint}
@@ -306,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tps", type=float, default=None, help="DetectFaces quota to emulate (default: none)")
     up.add_argument("--attributes", choices=["DEFAULT", "ALL"], default="DEFAULT", help="FACE_ATTRIBUTES")
     up.add_argument("--log-level", default="WARNING", help="the function's LOG_LEVEL (default WARNING)")
+    up.add_argument(
+        "--fast-detector",
+        action="store_true",
+        help="one fixed face per image, instantly: rehearse quotas without the detector's cost",
+    )
     up.set_defaults(func=cmd_local_up)
 
     target = argparse.ArgumentParser(add_help=False)

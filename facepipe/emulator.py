@@ -23,8 +23,9 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .detector import LANDMARK_TYPES, CenterFaceDetector, Face
+from .detector import LANDMARK_TYPES, CenterFaceDetector, Face, FixedDetector
 
 log = logging.getLogger("facepipe.emulator")
 
@@ -87,20 +88,24 @@ class EmulatorStats:
     throttled: int = 0
     errors: int = 0
     faces: int = 0
+    # successful analyses per (bucket, key, version or None): more than one means work was done twice
+    analysed: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
 
 
 class DetectFacesEmulator:
     def __init__(
         self,
         s3: Any,
-        detector: CenterFaceDetector | None = None,
+        detector: CenterFaceDetector | FixedDetector | None = None,
         tps: float | None = None,
         fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.s3 = s3
         self.detector = detector or CenterFaceDetector()
         self.bucket = TokenBucket(tps) if tps else None
         self.fault = fault
+        self.latency = latency  # added to every analysed request, to model the service's own latency
         self.stats = EmulatorStats()
         self._stats_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -126,8 +131,13 @@ class DetectFacesEmulator:
         faces = self.detector.detect(rgb)[:MAX_FACES]
         height, width = rgb.shape[:2]
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if self.latency:
+            time.sleep(self.latency)
         with self._stats_lock:
             self.stats.faces += len(faces)
+            if "S3Object" in image:
+                s3_object = image["S3Object"]
+                self.stats.analysed[(s3_object.get("Bucket"), s3_object.get("Name"), s3_object.get("Version"))] += 1
         return {"FaceDetails": [face_detail(f, width, height, gray) for f in faces]}
 
     def _read_s3(self, s3_object: dict[str, Any]) -> bytes:

@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from . import resources, s3events
-from .detector import CenterFaceDetector
+from . import fidelity, resources
+from .detector import CenterFaceDetector, FixedDetector
 from .emulator import DetectFacesEmulator, RekognitionError
 from .runtime import LocalLambdaRuntime
 
@@ -44,6 +44,7 @@ class LocalSettings:
     max_event_age: float = 6 * 3600
     timeout: float = 60.0
     tps: float | None = None  # the emulator's DetectFaces quota (None: unlimited)
+    latency: float = 0.0  # seconds the emulator adds to each analysis (Rekognition's own latency)
     detect_max_attempts: int = 6
     backoff_base_seconds: float = 0.25
     backoff_max_seconds: float = 8.0
@@ -56,7 +57,7 @@ class LocalPipeline:
         settings: LocalSettings | None = None,
         *,
         port: int = 0,
-        detector: CenterFaceDetector | None = None,
+        detector: CenterFaceDetector | FixedDetector | None = None,
         fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
         handler: Callable[[dict[str, Any], Any], Any] | None = None,
         on_result: Callable[[dict[str, Any], Any, BaseException | None], None] | None = None,
@@ -109,7 +110,7 @@ class LocalPipeline:
     def start(self) -> LocalPipeline:
         from moto.server import ThreadedMotoServer
 
-        s3events.install()
+        fidelity.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._moto.start()
@@ -120,7 +121,11 @@ class LocalPipeline:
 
         s3 = self.client("s3")
         self.emulator = DetectFacesEmulator(
-            s3, detector=self._detector or CenterFaceDetector(), tps=self.settings.tps, fault=self._fault
+            s3,
+            detector=self._detector or CenterFaceDetector(),
+            tps=self.settings.tps,
+            fault=self._fault,
+            latency=self.settings.latency,
         )
         self.rekognition_endpoint = self.emulator.start(port=self.port + 1 if self.port else 0)
 
@@ -179,7 +184,17 @@ class LocalPipeline:
 
         handler.set_processor(None)
         handler.get_processor()  # cold start now, from the environment, before invocations run in threads
-        return handler.lambda_handler
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            try:
+                return handler.lambda_handler(event, context)
+            finally:
+                # Powertools 3.37 keeps collecting metrics when POWERTOOLS_METRICS_DISABLED is set and prints
+                # them once 100 values pile up; in Lambda one container serves one event at a time and flushes,
+                # here many threads share the singleton. Disabled means disabled: drop them.
+                handler.metrics.clear_metrics()
+
+        return invoke
 
     def wait_for_events(self, count: int, timeout: float = 120.0) -> bool:
         """Wait until `count` notifications were accepted and every accepted event has finished."""

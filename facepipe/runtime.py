@@ -55,6 +55,7 @@ class RuntimeStats:
     retries: int = 0
     dead_lettered: int = 0
     peak_concurrency: int = 0
+    busy_seconds: float = 0.0  # summed invocation durations
     error_types: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,6 +101,7 @@ class LocalLambdaRuntime:
         self._running = 0
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._poller: threading.Thread | None = None
         self._api: ThreadingHTTPServer | None = None
 
@@ -118,6 +120,9 @@ class LocalLambdaRuntime:
 
         def loop() -> None:
             while not self._stop.is_set():
+                if self._paused.is_set():
+                    time.sleep(0.05)
+                    continue
                 try:
                     messages = self.sqs.receive_message(
                         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
@@ -135,6 +140,13 @@ class LocalLambdaRuntime:
         self._poller = threading.Thread(target=loop, name="s3-notifications", daemon=True)
         self._poller.start()
 
+    def pause(self) -> None:
+        """Stop taking notifications off the queue (they wait there), e.g. to stage uploads and deletions."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
     # ---- running -------------------------------------------------------------------------------
     def _run(self, inv: _Invocation) -> None:
         if self.clock() - inv.accepted_at > self.max_event_age:
@@ -146,6 +158,7 @@ class LocalLambdaRuntime:
             self.stats.peak_concurrency = max(self.stats.peak_concurrency, self._running)
         error: BaseException | None = None
         result: Any = None
+        started = time.monotonic()
         try:
             context = LocalContext(
                 aws_request_id=inv.request_id,
@@ -158,6 +171,7 @@ class LocalLambdaRuntime:
         finally:
             with self._lock:
                 self._running -= 1
+                self.stats.busy_seconds += time.monotonic() - started
         if self.on_result is not None:
             self.on_result(inv.event, result, error)
         if error is None:

@@ -54,7 +54,7 @@ def build_processor(
         ),
         inspector=ObjectInspector(s3 or session.client("s3", config=standard)),
         results=ResultsStore(dynamodb or session.client("dynamodb", config=standard), settings.results_table),
-        failures=FailureQueue(sqs or session.client("sqs", config=standard), settings.failure_queue_url),
+        failures=FailureQueue(sqs or (lambda: session.client("sqs", config=standard)), settings.failure_queue_url),
         metrics=sink,
         **overrides,
     )

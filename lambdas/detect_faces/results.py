@@ -245,9 +245,9 @@ class ResultsStore:
             },
         )
         if not committed:  # a newer event took the image meanwhile: our chunks are garbage
-            self._delete_chunks(event, keep_sequencer=None, only_sequencer=event.sequencer)
+            self._delete_chunk_keys(event, event.sequencer, len(chunks))
             return False
-        self._delete_chunks(event, keep_sequencer=event.sequencer)
+        self._clean_after(event, claim.previous, keep_sequencer=event.sequencer)
         return True
 
     def store_rejected(self, event: ImageEvent, claim: Claim, reason: str, now: datetime) -> bool:
@@ -265,7 +265,7 @@ class ResultsStore:
             event, claim, status, reason=reason, extra={"face_count": 0, "detected_at": _iso(now), "face_chunks": 0}
         )
         if committed:
-            self._delete_chunks(event, keep_sequencer=None)
+            self._clean_after(event, claim.previous, keep_sequencer=None)
         return committed
 
     def _finish(
@@ -315,17 +315,41 @@ class ResultsStore:
             condition_values,
         )
         try:
-            self._client.update_item(TableName=self._table, Key=self._key(event, META), **args)
+            response = self._client.update_item(
+                TableName=self._table, Key=self._key(event, META), ReturnValues="ALL_OLD", **args
+            )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
-        self._delete_chunks(event, keep_sequencer=None)
+        self._clean_after(event, decode_item(response.get("Attributes", {})), keep_sequencer=None)
         return True
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _delete_chunks(self, event: ImageEvent, keep_sequencer: str | None, only_sequencer: str | None = None) -> None:
-        prefix = f"{FACES_PREFIX}{only_sequencer}#" if only_sequencer else FACES_PREFIX
+    def _clean_after(self, event: ImageEvent, previous: dict[str, Any], keep_sequencer: str | None) -> None:
+        """Delete face chunks that are no longer current, knowing them from META as it was before.
+
+        A committed older result names its chunks (sequencer and count): delete those by key, no read.
+        After an interrupted writer (PROCESSING or RETRYING before us) chunks may exist that META never
+        named, so look them up. A new image (no previous META) has nothing to clean.
+        """
+        if not previous:
+            return
+        if previous.get("status") in (Status.PROCESSING.value, Status.RETRYING.value):
+            self._delete_chunks(event, keep_sequencer=keep_sequencer)
+            return
+        sequencer = str(previous.get("sequencer", ""))
+        if sequencer and sequencer != keep_sequencer:
+            self._delete_chunk_keys(event, sequencer, int(previous.get("face_chunks") or 0))
+
+    def _delete_chunk_keys(self, event: ImageEvent, sequencer: str, count: int) -> None:
+        for index in range(count):
+            self._client.delete_item(
+                TableName=self._table, Key=self._key(event, f"{FACES_PREFIX}{sequencer}#{index:04d}")
+            )
+
+    def _delete_chunks(self, event: ImageEvent, keep_sequencer: str | None) -> None:
+        prefix = FACES_PREFIX
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
@@ -358,9 +382,8 @@ def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
     if meta is None:
         return None
     sequencer = str(meta.get("sequencer", ""))
-    chunks = sorted(
-        (i for i in items if str(i.get("sk", "")).startswith(f"{FACES_PREFIX}{sequencer}#")), key=lambda i: i["sk"]
-    )
+    current = {f"{FACES_PREFIX}{sequencer}#{n:04d}" for n in range(int(meta.get("face_chunks") or 0))}
+    chunks = sorted((i for i in items if i.get("sk") in current), key=lambda i: i["sk"])
     faces = [from_dynamo(face) for chunk in chunks for face in chunk.get("faces", [])]
     size = meta.get("size_bytes")
     count = meta.get("face_count")

@@ -210,3 +210,25 @@ def test_a_redrive_of_a_dead_lettered_record_is_processed_again(pipeline: Pipeli
 def test_an_event_that_is_not_an_s3_notification_fails_clearly(pipeline: Pipeline) -> None:
     with pytest.raises(ValueError, match="no Records"):
         pipeline.invoke({"hello": "world"})
+
+
+def test_chunks_left_by_an_interrupted_writer_are_cleaned_by_the_next_result(pipeline: Pipeline) -> None:
+    # Given an older event's writer that stored face chunks and died before committing
+    results = store(pipeline)
+    now = datetime.now(UTC)
+    older = ImageEvent.from_record(s3_record(BUCKET, "crashed.jpg", version_id="v1", sequencer="10"))
+    assert results.claim(older, "dead-writer", now, lease_seconds=60, redrive=False).acquired
+    orphan = {"pk": {"S": f"{BUCKET}/crashed.jpg"}, "sk": {"S": f"FACES#{older.sequencer}#0000"},
+              "sequencer": {"S": older.sequencer}, "faces": {"L": []}}  # fmt: skip
+    pipeline.aws.dynamodb.put_item(TableName=TABLE, Item=orphan)
+
+    # When a newer event claims the image and stores its result
+    newer = ImageEvent.from_record(s3_record(BUCKET, "crashed.jpg", version_id="v2", sequencer="20"))
+    claim = results.claim(newer, "new-writer", now, lease_seconds=60, redrive=False)
+    assert claim.acquired
+    assert results.store_detected(newer, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)
+
+    # Then only its own chunk is left beside META
+    sks = sorted(i["sk"]["S"] for i in pipeline.aws.items("crashed.jpg"))
+    assert sks == [f"FACES#{newer.sequencer}#0000", "META"]
+    assert results.get(BUCKET, "crashed.jpg").face_count == 1

@@ -1,13 +1,18 @@
-"""Make moto's S3 notifications look like S3's own, for the local pipeline (moto 5.2.5, pinned).
+"""Make moto behave like AWS where the function relies on it, for the local pipeline (moto 5.2.5, pinned).
 
-moto's events carry neither `versionId` nor `sequencer`, and in a versioned bucket a plain DELETE (a
-delete marker) sends no event at all, while deleting a version sends one only when the last version
-goes. The function relies on all three, so local mode patches moto, once per process:
+S3 notifications: moto's events carry neither `versionId` nor `sequencer`, and in a versioned bucket a
+plain DELETE (a delete marker) sends no event at all, while deleting a version sends one only when the
+last version goes. Local mode patches moto, once per process:
 
 - every event gets the object's `versionId` (versioned buckets) and a `sequencer` that increases with
   every event, as S3's do per key;
 - DeleteObject sends `ObjectRemoved:DeleteMarkerCreated` (versioned, no version id) or
   `ObjectRemoved:Delete` (a version, or an unversioned object), with the version id S3 would send.
+
+DynamoDB: moto applies an UpdateItem's actions one by one on the live item, so a concurrent conditional
+write can see half of another (an item with `status` set but no `sequencer` yet). DynamoDB makes every
+single-item write atomic; local mode serialises moto's item operations to match. The fault rehearsal
+found this: a removal evaluated its condition against a claim in mid-write.
 """
 
 from __future__ import annotations
@@ -80,6 +85,26 @@ def install() -> None:
                 local.ours = False
         return ok, meta
 
+    _serialise_dynamodb()
+
     notifications._get_s3_event = get_s3_event
     notifications.send_event = send_event
     models.S3Backend.delete_object = delete_object  # type: ignore[method-assign]
+
+
+def _serialise_dynamodb() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    item_lock = threading.RLock()
+
+    def atomic(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with item_lock:
+                return method(*args, **kwargs)
+
+        wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+        return wrapper
+
+    for name in ("put_item", "get_item", "update_item", "delete_item", "query", "scan", "transact_write_items",
+                 "batch_write_item"):  # fmt: skip
+        setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))

@@ -1,0 +1,202 @@
+"""Warm cost per image: handler CPU time with in-memory fakes, DynamoDB write units, log bytes, and
+Lambda GB-seconds; then what 1,000 and 1,000,000 images cost at list prices (docs/COSTS.md).
+
+    .venv/bin/python bench/warm_cost.py [--records 300] [--memory-mb 256] [--detect-latency 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+from common import ROOT, median, percentile
+
+sys.path[:0] = [str(ROOT / "tests")]
+os.environ.update(
+    {
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "facepipe",
+        "POWERTOOLS_METRICS_NAMESPACE": "Facepipe",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "LOG_LEVEL": "INFO",
+    }
+)
+
+from builders import FakeContext, detect_faces_response, s3_record  # noqa: E402
+
+from detect_faces import handler  # noqa: E402
+from detect_faces.settings import Settings  # noqa: E402
+
+# List prices, us-east-1, as published by AWS on 2026-11-28 (check the pricing pages before relying on them).
+PRICES = {
+    "rekognition_per_image": 0.001,  # DetectFaces, first 1M images a month
+    "lambda_arm_gb_s": 0.0000133334,
+    "lambda_request": 0.20 / 1e6,
+    "dynamodb_wru": 0.625 / 1e6,  # on-demand write request unit
+    "dynamodb_rru": 0.125 / 1e6,
+    "s3_get": 0.0004 / 1000,
+    "sqs_request": 0.40 / 1e6,
+    "logs_ingest_gb": 0.50,
+    "xray_trace": 5.00 / 1e6,
+}
+
+
+def item_size(value: Any) -> int:
+    """DynamoDB's item-size rules, closely enough: names + values (numbers ~ digits/2 + 1)."""
+    if isinstance(value, dict):
+        if set(value) <= {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS"} and len(value) == 1:
+            ((kind, inner),) = value.items()
+            if kind == "S":
+                return len(inner.encode())
+            if kind == "N":
+                return math.ceil(len(inner.replace(".", "").replace("-", "")) / 2) + 1
+            if kind == "BOOL" or kind == "NULL":
+                return 1
+            if kind == "M":
+                return 3 + sum(len(k.encode()) + item_size(v) for k, v in inner.items())
+            if kind == "L":
+                return 3 + sum(1 + item_size(v) for v in inner)
+        return sum(len(k.encode()) + item_size(v) for k, v in value.items())
+    return 0
+
+
+class Fakes:
+    """In-memory S3, Rekognition, DynamoDB and SQS answering what the handler asks; they count the calls."""
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        self.response = response
+        self.calls: dict[str, int] = {}
+        self.write_units = 0
+        self.read_units = 0.0
+        self.meta = type("Meta", (), {"region_name": "us-east-1"})()
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        self._count("s3:GetObject")
+        return {"Body": io.BytesIO(b"\xff\xd8\xff\xe0" + b"\0" * 28), "ContentRange": "bytes 0-31/204800"}
+
+    def detect_faces(self, **_: Any) -> dict[str, Any]:
+        self._count("rekognition:DetectFaces")
+        return self.response
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self._count("dynamodb:UpdateItem")
+        size = item_size(kwargs["Key"]) + item_size(kwargs.get("ExpressionAttributeValues", {}))
+        self.write_units += max(1, math.ceil(size / 1024))
+        return {"Attributes": {}}
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        self._count("dynamodb:PutItem")
+        self.write_units += max(1, math.ceil(item_size(kwargs["Item"]) / 1024))
+        return {}
+
+    def query(self, **_: Any) -> dict[str, Any]:
+        self._count("dynamodb:Query")
+        self.read_units += 0.5
+        return {"Items": []}
+
+    def delete_item(self, **_: Any) -> dict[str, Any]:
+        self._count("dynamodb:DeleteItem")
+        self.write_units += 1
+        return {}
+
+    def send_message(self, **_: Any) -> dict[str, Any]:
+        self._count("sqs:SendMessage")
+        return {"MessageId": "m"}
+
+
+def measure(faces: int, attributes: str, records: int) -> dict[str, Any]:
+    fakes = Fakes(json.loads(json.dumps(detect_faces_response(faces, attributes=attributes)), parse_float=float))
+    settings = Settings(results_table="results", failure_queue_url="https://sqs/q", face_attributes=attributes)
+    handler.set_processor(
+        handler.build_processor(s3=fakes, rekognition=fakes, dynamodb=fakes, sqs=fakes, settings=settings)
+    )
+    context = FakeContext()
+    cpu: list[float] = []
+    out = io.StringIO()
+    log_handler = handler.logger.registered_handler
+    previous_stream = log_handler.setStream(out)  # type: ignore[attr-defined]
+    with contextlib.redirect_stdout(out):
+        for i in range(records + 20):
+            event = {"Records": [s3_record("bucket", f"img/{i}.jpg", version_id=f"v{i}")]}
+            start = time.process_time()
+            handler.lambda_handler(event, context)
+            if i >= 20:  # the first invocations warm caches
+                cpu.append(time.process_time() - start)
+    log_handler.setStream(previous_stream)  # type: ignore[attr-defined]
+    handler.set_processor(None)
+    n = records + 20
+    return {
+        "cpu_median_ms": median(cpu) * 1000,
+        "cpu_p95_ms": percentile(cpu, 95) * 1000,
+        "write_units": fakes.write_units / n,
+        "read_units": fakes.read_units / n,
+        "calls": {k: v / n for k, v in sorted(fakes.calls.items())},
+        "log_bytes": len(out.getvalue().encode()) / n,
+    }
+
+
+def costs(per_image: dict[str, float], images: int) -> dict[str, float]:
+    return {name: value * images for name, value in per_image.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=300)
+    parser.add_argument("--memory-mb", type=int, default=256)
+    parser.add_argument("--detect-latency", type=float, default=0.25, help="DetectFaces latency, s (assumed)")
+    parser.add_argument("--aws-call-latency", type=float, default=0.010, help="S3/DynamoDB call latency, s (assumed)")
+    parser.add_argument("--xray-sampled", type=float, default=0.05, help="share of invocations traced (X-Ray default)")
+    args = parser.parse_args()
+
+    print(f"{'case':<24} {'CPU ms p50':>10} {'p95':>7} {'WRU':>6} {'RRU':>5} {'log B':>7} {'GB-s':>9}  calls/image")
+    figures = {}
+    for label, faces, attributes in [("1 face, DEFAULT", 1, "DEFAULT"), ("100 faces, ALL", 100, "ALL")]:
+        f = measure(faces, attributes, args.records)
+        other_calls = sum(v for k, v in f["calls"].items() if k != "rekognition:DetectFaces")
+        seconds = f["cpu_median_ms"] / 1000 + args.detect_latency + other_calls * args.aws_call_latency
+        f["gb_s"] = args.memory_mb / 1024 * math.ceil(seconds * 1000) / 1000
+        figures[label] = f
+        calls = ", ".join(f"{k.split(':')[1]} {v:g}" for k, v in f["calls"].items())
+        print(f"{label:<24} {f['cpu_median_ms']:>10.2f} {f['cpu_p95_ms']:>7.2f} {f['write_units']:>6.1f} "
+              f"{f['read_units']:>5.1f} {f['log_bytes']:>7.0f} {f['gb_s']:>9.5f}  {calls}")  # fmt: skip
+    print(f"(GB-s assume {args.memory_mb} MB, DetectFaces {args.detect_latency * 1000:.0f} ms and "
+          f"{args.aws_call_latency * 1000:.0f} ms per other AWS call)")  # fmt: skip
+
+    base = figures["1 face, DEFAULT"]
+    per_image = {
+        "Rekognition DetectFaces": PRICES["rekognition_per_image"],
+        "Lambda duration (arm64)": base["gb_s"] * PRICES["lambda_arm_gb_s"],
+        "Lambda requests": PRICES["lambda_request"],
+        "DynamoDB writes + reads": base["write_units"] * PRICES["dynamodb_wru"]
+        + base["read_units"] * PRICES["dynamodb_rru"],
+        "S3 GETs (ours + Rekognition's)": 2 * PRICES["s3_get"],
+        "CloudWatch Logs (+EMF)": base["log_bytes"] / 1e9 * PRICES["logs_ingest_gb"],
+        "X-Ray traces": args.xray_sampled * PRICES["xray_trace"],
+        "SQS (failures only)": 0.0,
+    }
+    print()
+    print("| item | per image | 1,000 images | 1,000,000 images |")
+    print("|---|---:|---:|---:|")
+    for name, value in per_image.items():
+        print(f"| {name} | ${Decimal(value):.7f} | ${value * 1e3:.4f} | ${value * 1e6:,.2f} |")
+    total = sum(per_image.values())
+    overhead = total - per_image["Rekognition DetectFaces"]
+    print(f"| **total** | ${Decimal(total):.7f} | ${total * 1e3:.4f} | ${total * 1e6:,.2f} |")
+    print(f"\npipeline overhead (everything but Rekognition) = {overhead / per_image['Rekognition DetectFaces']:.1%}"
+          " of the Rekognition price")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The bad day, rehearsed: hundreds of uploads through the local pipeline with faults injected at random.
+
+Throttling bursts and a TPS quota, InternalServerError and ProvisionedThroughputExceeded, objects deleted
+before they are processed, non-images, duplicate notifications and out-of-order versions. The invariant:
+every object ends in exactly one outcome, nothing is analysed twice, and the DLQ holds nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from facepipe import samples
+from facepipe.detector import FixedDetector
+from facepipe.emulator import RekognitionError
+from facepipe.local import LocalPipeline, LocalSettings
+from tests.e2e.conftest import Local
+
+pytestmark = pytest.mark.rehearsal
+
+SEED = 20261128
+
+
+class Faults:
+    """Every other second a half-second throttling burst (80% of calls); otherwise 3% InternalServerError
+    and 2% ProvisionedThroughputExceeded. Counts what it injected."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+        self.injected: dict[str, int] = {}
+
+    def __call__(self, request: dict[str, Any]) -> RekognitionError | None:
+        with self.lock:
+            in_burst = (time.monotonic() - self.start) % 2.0 < 0.5
+            roll = self.rng.random()
+            if in_burst and roll < 0.8:
+                error = RekognitionError("ThrottlingException", "Rate exceeded")
+            elif roll < 0.03:
+                error = RekognitionError("InternalServerError", "Internal server error", status=500)
+            elif roll < 0.05:
+                error = RekognitionError("ProvisionedThroughputExceededException", "Provisioned rate exceeded")
+            else:
+                return None
+            self.injected[error.code] = self.injected.get(error.code, 0) + 1
+            return error
+
+
+def test_every_object_ends_in_exactly_one_outcome_under_faults() -> None:
+    rng = random.Random(SEED)
+    faults = Faults(SEED)
+    seen_events: list[dict[str, Any]] = []
+    settings = LocalSettings(
+        concurrency=8, tps=40.0, retry_attempts=2, delay_scale=0.005, detect_max_attempts=8,
+        backoff_base_seconds=0.05, backoff_max_seconds=1.0, log_level="ERROR",
+    )  # fmt: skip
+    pipeline = LocalPipeline(
+        settings,
+        detector=FixedDetector(),
+        fault=faults,
+        on_result=lambda event, result, error: seen_events.append(event),
+    ).start()
+    try:
+        local = Local(pipeline)
+        assert pipeline.runtime is not None and pipeline.emulator is not None
+        local.settle()  # the s3:TestEvent
+        photo = samples.photo("astronaut.jpg")
+        pipeline.runtime.pause()  # stage everything first: a burst, and deletions that beat their processing
+
+        images = {f"img/{i:03d}.jpg": local.upload(f"img/{i:03d}.jpg", photo) for i in range(240)}
+        junk = [f"junk/{i:02d}.jpg" for i in range(30)]
+        for key in junk:
+            local.upload(key, b"definitely not an image " * rng.randint(1, 20))
+        versions = {}
+        for i in range(20):
+            key = f"ver/{i:02d}.jpg"
+            local.upload(key, photo)
+            versions[key] = local.upload(key, photo + b"\0")  # v2: the one that must win
+        gone = [f"gone/{i:02d}.jpg" for i in range(20)]
+        for key in gone:
+            version = local.upload(key, photo)
+            local.s3.delete_object(Bucket=pipeline.bucket, Key=key, VersionId=version)
+            local.events += 1
+        pipeline.runtime.resume()
+        local.settle(timeout=240)
+
+        # S3 delivers at least once and out of order: replay 60 notifications we already processed,
+        # among them every first version's event, after its second version won.
+        creations = [
+            e for e in seen_events if e.get("Records") and e["Records"][0]["eventName"].startswith("ObjectCreated")
+        ]
+        replays = rng.sample(creations, 40) + [
+            e for e in creations if e["Records"][0]["s3"]["object"]["key"].startswith("ver/")
+        ]
+        analysed_before = sum(pipeline.emulator.stats.analysed.values())
+        for event in replays:
+            pipeline.runtime.invoke_async(json.loads(json.dumps(event)))
+            local.events += 1
+        local.settle(timeout=120)
+
+        # ---- the invariant ----
+        for key, version in images.items():
+            result = local.result(key)
+            assert (result.status, result.face_count, result.version_id) == ("DETECTED", 1, version), key
+        for key in junk:
+            result = local.result(key)
+            assert result.status == "REJECTED" and result.reason.startswith("InvalidImageFormatException"), key
+        for key, version in versions.items():
+            result = local.result(key)
+            assert (result.status, result.version_id) == ("DETECTED", version), key
+        for key in gone:
+            assert local.result(key).status == "DELETED", key
+
+        dead = local.dlq()
+        dead_keys = [r["s3"]["object"]["key"] for d in dead for r in d["requestPayload"]["Records"]]
+        assert all(key.startswith("gone") for key in dead_keys), f"unexpected DLQ records: {dead_keys}"
+        assert len(dead_keys) == len(set(dead_keys)), "an object was dead-lettered twice"
+        assert {d["responsePayload"]["errorType"] for d in dead} <= {"InvalidS3ObjectException"}
+
+        analysed = pipeline.emulator.stats.analysed
+        assert max(analysed.values()) == 1, [k for k, n in analysed.items() if n > 1]  # nothing analysed twice
+        assert sum(analysed.values()) == analysed_before  # the replays cost no DetectFaces call
+        # every image and every second version analysed once; a first version only if it ran before its successor
+        assert len(images) + len(versions) <= len(analysed) <= len(images) + 2 * len(versions)
+
+        # and the faults really happened
+        assert faults.injected.get("ThrottlingException", 0) > 20
+        assert faults.injected.get("InternalServerError", 0) > 0
+        assert faults.injected.get("ProvisionedThroughputExceededException", 0) > 0
+    finally:
+        pipeline.stop()
