@@ -10,7 +10,7 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv layer node lint test test-fast demo local synth bootstrap deploy destroy bench rehearse clean
+.PHONY: help venv layer node lint test test-fast demo local synth bootstrap deploy destroy bench bench-venv clean
 
 help:
 	@echo "make demo     run the whole pipeline locally on sample photos (no AWS account needed)"
@@ -76,8 +76,17 @@ deploy: layer node
 destroy: node
 	$(CDK) destroy --no-notices $(CDK_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) bench-venv
 	$(BIN)/python bench/run_all.py
+
+# A Lambda-like interpreter for the cold-start benchmark: boto3 (as the runtime ships it) + the layer's packages.
+build/lambda-venv/.installed: lambdas/detect_faces/requirements.txt requirements.txt
+	$(PYTHON) -m venv build/lambda-venv
+	build/lambda-venv/bin/python -m pip install -q $$(grep -E '^(boto3|botocore)==' requirements.txt) \
+	  -r lambdas/detect_faces/requirements.txt
+	touch $@
+
+bench-venv: build/lambda-venv/.installed
 
 clean:
 	rm -rf $(VENV) build cdk.out node_modules facepipe-demo-output

@@ -132,18 +132,23 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=600, help="uploads in the burst (default 600)")
-    parser.add_argument("--tps", type=float, default=20.0, help="DetectFaces quota Q (default 20)")
+    parser.add_argument(
+        "--tps",
+        type=float,
+        default=8.0,
+        help="DetectFaces quota Q (default 8: below the local pipeline's own ~13 images/s)",
+    )
     parser.add_argument("--latency", type=float, default=0.25, help="modelled DetectFaces latency, s (default 0.25)")
     parser.add_argument("--naive-concurrency", type=int, default=100, help="'unlimited' concurrency (default 100)")
     parser.add_argument("--sweep", action="store_true", help="also run facepipe at 0.5x, 2x and 4x the rule")
     parser.add_argument(
         "--duration",
         type=float,
-        default=0.5,
-        help="the function's median duration D in s, for the rule ceil(headroom*Q*D) (default 0.5)",
+        default=0.35,
+        help="the function's unthrottled median duration D in s, for the rule ceil(headroom*Q*D) (default 0.35)",
     )
-    parser.add_argument("--headroom", type=float, default=1.25, help="the rule's headroom (default 1.25)")
-    parser.add_argument("--attempts", type=int, default=6, help="DETECT_MAX_ATTEMPTS for facepipe (default 6)")
+    parser.add_argument("--headroom", type=float, default=1.0, help="the rule's headroom (default 1.0)")
+    parser.add_argument("--attempts", type=int, default=10, help="DETECT_MAX_ATTEMPTS for facepipe (default 10)")
     parser.add_argument("--concurrency", type=int, nargs="*", help="run facepipe at these concurrencies instead")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive pipeline")
     parser.add_argument("--timeout", type=float, default=600.0)

@@ -35,7 +35,7 @@ CASES = {
 }
 
 
-def measure(body: str, tracing: bool, runs: int) -> tuple[float, float]:
+def measure(body: str, tracing: bool, runs: int, python: str) -> tuple[float, float]:
     env = {
         **os.environ,
         "AWS_REGION": "us-east-1",
@@ -52,7 +52,7 @@ def measure(body: str, tracing: bool, runs: int) -> tuple[float, float]:
     code = PROBE.format(root=str(ROOT), lambdas=str(ROOT / "lambdas"), body=body)
     seconds, memory = [], []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, check=True)
         figures = json.loads(out.stdout.strip().splitlines()[-1])
         seconds.append(figures["seconds"])
         memory.append(figures["maxrss_mb"])
@@ -62,8 +62,15 @@ def measure(body: str, tracing: bool, runs: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter to measure; `make bench-venv` builds build/lambda-venv with only what Lambda has "
+        "(boto3) plus the function's layer requirements, closer to the real cold start than the dev venv",
+    )
     args = parser.parse_args()
-    results = {name: measure(body, "tracing on" in name, args.runs) for name, body in CASES.items()}
+    print(f"interpreter: {args.python}")
+    results = {name: measure(body, "tracing on" in name, args.runs, args.python) for name, body in CASES.items()}
     base_s, base_mb = results["import boto3"]
     print(f"{'case':<50} {'median ms':>10} {'÷ boto3':>8} {'peak MB':>8}")
     for name, (seconds, mb) in results.items():

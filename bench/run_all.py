@@ -10,9 +10,10 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["detector.py"],
     ["cold_start.py", "--runs", "9"],
+    ["cold_start.py", "--runs", "9", "--python", str(HERE.parent / "build" / "lambda-venv" / "bin" / "python")],
     ["warm_cost.py", "--records", "300"],
     ["pipeline.py", "--n", "200"],
-    ["burst.py", "--n", "600", "--tps", "8", "--duration", "0.35"],
+    ["burst.py", "--n", "600", "--tps", "8", "--duration", "0.35", "--sweep"],
 ]
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import cv2
@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .detector import LANDMARK_TYPES, CenterFaceDetector, Face, FixedDetector
+from .loopback import LoopbackServer
 
 log = logging.getLogger("facepipe.emulator")
 
@@ -108,7 +109,7 @@ class DetectFacesEmulator:
         self.latency = latency  # added to every analysed request, to model the service's own latency
         self.stats = EmulatorStats()
         self._stats_lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     # ---- the operation ---------------------------------------------------------------------------
     def detect_faces(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -212,16 +213,12 @@ class DetectFacesEmulator:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="detectfaces-emulator", daemon=True).start()
-        bound_host, bound_port = self._server.server_address[:2]
-        return f"http://{bound_host!s}:{bound_port}"
+        self._server = LoopbackServer(Handler, "detectfaces-emulator", host, port)
+        return self._server.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
 

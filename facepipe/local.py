@@ -45,7 +45,7 @@ class LocalSettings:
     timeout: float = 60.0
     tps: float | None = None  # the emulator's DetectFaces quota (None: unlimited)
     latency: float = 0.0  # seconds the emulator adds to each analysis (Rekognition's own latency)
-    detect_max_attempts: int = 6
+    detect_max_attempts: int = 10
     backoff_base_seconds: float = 0.25
     backoff_max_seconds: float = 8.0
     log_level: str = "WARNING"

@@ -24,8 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback import LoopbackServer
 
 log = logging.getLogger("facepipe.runtime")
 
@@ -103,7 +105,7 @@ class LocalLambdaRuntime:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._poller: threading.Thread | None = None
-        self._api: ThreadingHTTPServer | None = None
+        self._api: LoopbackServer | None = None
 
     # ---- accepting events --------------------------------------------------------------------------
     def invoke_async(self, event: dict[str, Any]) -> str:
@@ -298,11 +300,8 @@ class LocalLambdaRuntime:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
 
-        self._api = ThreadingHTTPServer((host, port), Handler)
-        self._api.daemon_threads = True
-        threading.Thread(target=self._api.serve_forever, name="lambda-invoke-api", daemon=True).start()
-        bound_host, bound_port = self._api.server_address[:2]
-        return f"http://{bound_host!s}:{bound_port}"
+        self._api = LoopbackServer(Handler, "lambda-invoke-api", host, port)
+        return self._api.url
 
     def invoke_sync(self, event: dict[str, Any]) -> tuple[Any, BaseException | None]:
         """InvocationType=RequestResponse: run now (no retries), return (result, error)."""
@@ -319,8 +318,7 @@ class LocalLambdaRuntime:
     def stop(self) -> None:
         self._stop.set()
         if self._api is not None:
-            self._api.shutdown()
-            self._api.server_close()
+            self._api.stop()
             self._api = None
         if self._poller is not None:
             self._poller.join(timeout=5)

@@ -38,7 +38,7 @@ class FacepipeConfig:
     alarm_email: str | None = None
     memory_mb: int = 256
     timeout_seconds: int = 60
-    detect_max_attempts: int = 6
+    detect_max_attempts: int = 10
 
     @classmethod
     def from_context(cls, scope: Construct) -> FacepipeConfig:

@@ -17,22 +17,28 @@ def removal_policy(config: FacepipeConfig) -> RemovalPolicy:
     return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
 
 
+def private_bucket(scope: Construct, id: str, config: FacepipeConfig, **props: object) -> s3.Bucket:
+    """SSE-S3, SSL-only, public access blocked, ACLs off; deleted with the stack only in `destroy` mode."""
+    return s3.Bucket(
+        scope,
+        id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=removal_policy(config),
+        auto_delete_objects=config.removal_policy == "destroy",
+        **props,  # type: ignore[arg-type]
+    )
+
+
 class UploadsBucket(Construct):
     """Versioned, encrypted, SSL-only, private bucket with server access logs."""
 
     def __init__(self, scope: Construct, id: str, *, config: FacepipeConfig) -> None:
         super().__init__(scope, id)
-        destroy = config.removal_policy == "destroy"
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=removal_policy(config),
-            auto_delete_objects=destroy,
+        self.access_logs = private_bucket(
+            self, "AccessLogs", config, lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))]
         )
         Validations.of(self.access_logs).acknowledge(
             Acknowledgment(
@@ -40,19 +46,14 @@ class UploadsBucket(Construct):
                 reason="This is the server-access-log bucket; logging it into itself would loop.",
             )
         )
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
+            config,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="uploads/",
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
-            removal_policy=removal_policy(config),
-            auto_delete_objects=destroy,
         )
 
 

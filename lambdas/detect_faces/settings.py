@@ -40,7 +40,7 @@ class Settings:
     failure_queue_url: str
     face_attributes: str = "DEFAULT"
     # DetectFaces attempts inside one invocation for throttling / InternalServerError (1 = no retry).
-    detect_max_attempts: int = 6
+    detect_max_attempts: int = 10
     backoff_base_seconds: float = 0.25
     backoff_max_seconds: float = 8.0
     # How long a claim on an image protects it from a concurrent duplicate; the function timeout is right.

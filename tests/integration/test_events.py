@@ -10,10 +10,12 @@ from botocore.exceptions import ClientError
 
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
+from detect_faces.settings import Settings
 from tests.builders import JPEG_BYTES, detect_faces_response, s3_event, s3_record
 from tests.integration.conftest import BUCKET, TABLE, Pipeline
 
 pytestmark = pytest.mark.integration
+ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
 
 
 def store(p: Pipeline) -> ResultsStore:
@@ -159,7 +161,7 @@ def test_one_bad_record_does_not_lose_or_double_process_the_others(pipeline: Pip
         version = pipeline.aws.put(f"{name}.jpg", JPEG_BYTES)
         records.append(s3_record(BUCKET, f"{name}.jpg", size=len(JPEG_BYTES), version_id=version))
     pipeline.rekognition.respond(detect_faces_response(1))
-    for _ in range(6):
+    for _ in range(ATTEMPTS):
         pipeline.rekognition.fail("ThrottlingException")
     pipeline.rekognition.respond(detect_faces_response(3))
 

@@ -8,10 +8,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from detect_faces.results import ResultsStore
+from detect_faces.settings import Settings
 from tests.builders import JPEG_BYTES, PNG_80, PNG_TINY, detect_faces_response, s3_event, s3_record, s3_test_event
 from tests.integration.conftest import BUCKET, TABLE, Pipeline
 
 pytestmark = pytest.mark.integration
+ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
 
 
 def stored(p: Pipeline, key: str):
@@ -238,7 +240,7 @@ def test_transient_errors_are_retried_with_backoff_and_then_succeed(pipeline: Pi
 )
 def test_transient_errors_past_the_budget_fail_the_invocation_for_lambda_to_retry(pipeline, code, status) -> None:
     record, _ = upload_event(pipeline, "busy.jpg")
-    for _ in range(6):
+    for _ in range(ATTEMPTS):
         pipeline.rekognition.fail(code, status=status)
 
     with pytest.raises(ClientError) as raised:
@@ -246,8 +248,8 @@ def test_transient_errors_past_the_budget_fail_the_invocation_for_lambda_to_retr
 
     # Lambda records the exception's class name as errorType in its on-failure destination record
     assert type(raised.value).__name__ == code
-    assert len(pipeline.rekognition.calls) == 6
-    assert len(pipeline.sleeps) == 5
+    assert len(pipeline.rekognition.calls) == ATTEMPTS
+    assert len(pipeline.sleeps) == ATTEMPTS - 1
     image = stored(pipeline, "busy.jpg")
     assert image.status == "RETRYING" and image.reason.startswith(code)
     assert pipeline.aws.dlq_messages() == []  # Lambda's on-failure destination writes it after its own retries
