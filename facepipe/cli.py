@@ -130,7 +130,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
               DLQ:         {pipeline.dlq_url}
 
             Drop a photo in from another shell (fake credentials; nothing leaves this machine):
-              AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION={pipeline.settings.region} \\
+              AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={pipeline.settings.region} \\
                 aws --endpoint-url {pipeline.endpoint} s3 cp photo.jpg s3://{pipeline.bucket}/
             or with boto3: boto3.client("s3", endpoint_url="{pipeline.endpoint}", ...).upload_file(...)
             Operate it like a deployed stack: python -m facepipe results --local  (failures, redrive, backfill, show)

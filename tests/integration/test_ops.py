@@ -300,3 +300,27 @@ def test_rate_limiter_spaces_calls_evenly() -> None:
     for _ in range(11):
         rl.wait()
     assert clock.now - start == pytest.approx(2.0)  # 11 calls at 5/s: the last one 2 s after the first
+
+
+def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(ops, "stack_target", lambda name: env.target)
+    env.store_result("photos/a.jpg", faces=2)
+    env.store_result("photos/b.jpg", reject="InvalidImageFormatException: not a JPEG or PNG")
+    env.failure("photos/c.jpg", error="AccessDeniedException")
+
+    assert main(["results", "photos/"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["key", "status", "faces", "reason", "time"]
+    assert lines[2].split()[:3] == ["photos/a.jpg", "DETECTED", "2"]
+    assert lines[3].split()[:4] == ["photos/b.jpg", "REJECTED", "-", "InvalidImageFormatException:"]
+
+    assert main(["failures"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["key", "version", "errorType", "message", "attempts", "time"]
+    assert lines[2].split()[:3] == ["photos/c.jpg", "-", "AccessDeniedException"]
+
+    assert main(["redrive", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would replay photos/c.jpg (AccessDeniedException: Rate exceeded)" in out
+    assert "1 record(s) would be replayed; nothing was changed" in out
+    assert env.visible() == 1
