@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class FacepipeConfig:
     # None: no reservation. A new account may have a concurrency limit of 10, and Lambda refuses any
     # reservation that leaves less than 10 unreserved; set it (see README) once the account has headroom.
     reserved_concurrency: int | None = None
+    # The account's DetectFaces quota (TPS). When set, and reservedConcurrency is not, the stack reserves
+    # ceil(quota x expected duration): the rule docs/BENCHMARKS.md measured.
+    detect_faces_quota: float | None = None
+    expected_duration_seconds: float = 0.4
     retry_attempts: int = 2
     max_event_age_seconds: int = 6 * 3600
     log_retention_days: int = 30
@@ -76,9 +81,17 @@ class FacepipeConfig:
         email = get("alarmEmail", None)
         if email is not None and "@" not in str(email):
             raise ContextError(f"context {PREFIX}alarmEmail must be an email address, got {email!r}")
+        quota_raw = get("detectFacesQuota", None)
+        try:
+            quota = float(quota_raw) if quota_raw is not None else None
+        except (TypeError, ValueError):
+            raise ContextError(f"context {PREFIX}detectFacesQuota must be a number (TPS), got {quota_raw!r}") from None
+        if quota is not None and not 0 < quota <= 10_000:
+            raise ContextError(f"context {PREFIX}detectFacesQuota must be between 0 and 10000 TPS, got {quota}")
         return cls(
             face_attributes=attributes,
             reserved_concurrency=integer("reservedConcurrency", None, 1, 10_000),
+            detect_faces_quota=quota,
             retry_attempts=required_int("retryAttempts", cls.retry_attempts, 0, 2),
             max_event_age_seconds=required_int("maxEventAgeSeconds", cls.max_event_age_seconds, 60, 6 * 3600),
             log_retention_days=retention,
@@ -88,3 +101,12 @@ class FacepipeConfig:
             timeout_seconds=required_int("timeoutSeconds", cls.timeout_seconds, 10, 900),
             detect_max_attempts=required_int("detectMaxAttempts", cls.detect_max_attempts, 1, 20),
         )
+
+    @property
+    def function_concurrency(self) -> int | None:
+        """Reserved concurrency: explicit, else ceil(quota x D) from the DetectFaces quota, else none."""
+        if self.reserved_concurrency is not None:
+            return self.reserved_concurrency
+        if self.detect_faces_quota is not None:
+            return max(1, math.ceil(self.detect_faces_quota * self.expected_duration_seconds))
+        return None

@@ -115,7 +115,7 @@ class DetectorFunction(Construct):
             role=self.role,
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
-            reserved_concurrent_executions=config.reserved_concurrency,
+            reserved_concurrent_executions=config.function_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             description="S3 upload -> Rekognition DetectFaces -> DynamoDB; failures to the DLQ",

@@ -270,13 +270,28 @@ def test_cdk_nag_does_fail_synthesis_on_a_finding(tmp_path) -> None:
         app.synth()
 
 
+def test_reserved_concurrency_follows_the_quota_rule() -> None:
+    import aws_cdk as cdk
+
+    from infra.config import FacepipeConfig
+
+    def concurrency(**context: object) -> int | None:
+        return FacepipeConfig.from_context(cdk.App(context=cdk_json_context(**context))).function_concurrency
+
+    assert concurrency() is None  # a new account may have only 10: reserve nothing by default
+    assert concurrency(detectFacesQuota=50) == 20  # ceil(50 TPS x 0.4 s)
+    assert concurrency(detectFacesQuota=5) == 2
+    assert concurrency(detectFacesQuota=50, reservedConcurrency=7) == 7  # explicit wins
+
+
 def test_context_errors_name_the_setting() -> None:
     import aws_cdk as cdk
 
     from infra.config import ContextError, FacepipeConfig
 
     for key, value in [("faceAttributes", "SOME"), ("reservedConcurrency", "many"), ("retryAttempts", 3),
-                       ("removalPolicy", "maybe"), ("logRetentionDays", 31), ("alarmEmail", "ops")]:  # fmt: skip
+                       ("removalPolicy", "maybe"), ("logRetentionDays", 31), ("alarmEmail", "ops"),
+                       ("detectFacesQuota", "lots"), ("detectFacesQuota", -5)]:  # fmt: skip
         app = cdk.App(context=cdk_json_context(**{key: value}))
         with pytest.raises(ContextError, match=key):
             FacepipeConfig.from_context(app)
