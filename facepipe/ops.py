@@ -18,7 +18,9 @@ from urllib.parse import quote_plus
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from detect_faces.results import META, ImageResult, ResultsStore, assemble, decode_item
+from detect_faces.results import ImageResult, ResultsStore, assemble, decode_item
+
+from .resources import INDEX_BY_KEY, INDEX_PARTITION_KEY, INDEX_SORT_KEY
 
 OUTPUT_BUCKET, OUTPUT_TABLE, OUTPUT_DLQ_URL, OUTPUT_FUNCTION = (
     "UploadsBucketName",
@@ -121,16 +123,23 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def list_results(
     target: Target, prefix: str = "", *, include_deleted: bool = False, with_faces: bool = False
 ) -> Iterator[ImageResult]:
-    """Every image's result (one Scan of the summary items; faces fetched per image only when asked)."""
+    """Every image's result, in key order: one Query of the table's by-key index (summary items only);
+    faces are fetched per image only when asked."""
     dynamodb = target.client("dynamodb")
     kwargs: dict[str, Any] = {
         "TableName": target.table,
-        "FilterExpression": "sk = :meta AND begins_with(pk, :prefix)",
-        "ExpressionAttributeValues": {":meta": {"S": META}, ":prefix": {"S": f"{target.bucket}/{prefix}"}},
+        "IndexName": INDEX_BY_KEY,
+        "KeyConditionExpression": "#b = :bucket AND begins_with(#k, :prefix)",
+        "ExpressionAttributeNames": {"#b": INDEX_PARTITION_KEY, "#k": INDEX_SORT_KEY},
+        "ExpressionAttributeValues": {":bucket": {"S": target.bucket}, ":prefix": {"S": prefix}},
     }
+    if not prefix:  # begins_with needs a non-empty prefix
+        kwargs["KeyConditionExpression"] = "#b = :bucket"
+        kwargs["ExpressionAttributeNames"] = {"#b": INDEX_PARTITION_KEY}
+        kwargs["ExpressionAttributeValues"] = {":bucket": {"S": target.bucket}}
     found: list[ImageResult] = []
     while True:
-        page = dynamodb.scan(**kwargs)
+        page = dynamodb.query(**kwargs)
         for item in page.get("Items", []):
             result = assemble([decode_item(item)])
             if result is not None and (include_deleted or result.status != "DELETED"):
@@ -139,7 +148,7 @@ def list_results(
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     store = target.results()
-    for result in sorted(found, key=lambda r: r.key):
+    for result in found:
         if with_faces and result.face_count:
             yield store.get(result.bucket, result.key) or result
         else:

@@ -10,6 +10,10 @@ from typing import Any
 TABLE_PARTITION_KEY = "pk"
 TABLE_SORT_KEY = "sk"
 TABLE_TTL_ATTRIBUTE = "expires_at"
+# A sparse index of the summary items only (face chunks carry neither attribute): list a bucket's images by key.
+INDEX_BY_KEY = "by-key"
+INDEX_PARTITION_KEY = "bucket"
+INDEX_SORT_KEY = "object_key"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 LOCAL_BUCKET = "facepipe-uploads"
 LOCAL_TABLE = "facepipe-results"
@@ -25,8 +29,18 @@ def create_table(dynamodb: Any, name: str) -> None:
             {"AttributeName": TABLE_SORT_KEY, "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": TABLE_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": TABLE_SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in (TABLE_PARTITION_KEY, TABLE_SORT_KEY, INDEX_PARTITION_KEY, INDEX_SORT_KEY)
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": INDEX_BY_KEY,
+                "KeySchema": [
+                    {"AttributeName": INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
     )

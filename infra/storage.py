@@ -8,7 +8,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from facepipe.resources import DLQ_RETENTION_SECONDS, TABLE_PARTITION_KEY, TABLE_SORT_KEY, TABLE_TTL_ATTRIBUTE
+from facepipe.resources import (
+    DLQ_RETENTION_SECONDS,
+    INDEX_BY_KEY,
+    INDEX_PARTITION_KEY,
+    INDEX_SORT_KEY,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TABLE_TTL_ATTRIBUTE,
+)
 
 from .config import FacepipeConfig
 
@@ -58,7 +66,8 @@ class UploadsBucket(Construct):
 
 
 class ResultsTable(Construct):
-    """One partition per image (pk = bucket/key), items by sk; on-demand, PITR, encrypted, TTL for tombstones."""
+    """One partition per image (pk = bucket/key), items by sk; on-demand, PITR, encrypted, TTL for tombstones;
+    a sparse index of the summary items (bucket, object_key) for listing a bucket's results by key."""
 
     def __init__(self, scope: Construct, id: str, *, config: FacepipeConfig) -> None:
         super().__init__(scope, id)
@@ -73,6 +82,14 @@ class ResultsTable(Construct):
             ),
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             time_to_live_attribute=TABLE_TTL_ATTRIBUTE,
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=INDEX_BY_KEY,
+                    partition_key=dynamodb.Attribute(name=INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name=INDEX_SORT_KEY, type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.ALL,
+                )
+            ],
             removal_policy=removal_policy(config),
             deletion_protection=config.removal_policy == "retain",
         )

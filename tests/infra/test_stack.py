@@ -180,6 +180,12 @@ def test_results_table_matches_the_function_and_is_protected(default_synth: Synt
         {"AttributeName": resources.TABLE_SORT_KEY, "KeyType": "RANGE"},
     ]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == resources.INDEX_BY_KEY
+    assert index["KeySchema"] == [
+        {"AttributeName": resources.INDEX_PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": resources.INDEX_SORT_KEY, "KeyType": "RANGE"},
+    ]
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": resources.TABLE_TTL_ATTRIBUTE, "Enabled": True}
     replica = props["Replicas"][0]
