@@ -183,7 +183,7 @@ class FailureQueue:
 
     def send(
         self,
-        event: ImageEvent,
+        event: ImageEvent | dict[str, Any],
         *,
         error_type: str,
         error_message: str,
@@ -192,8 +192,9 @@ class FailureQueue:
         function_version: str = "$LATEST",
         now: datetime | None = None,
     ) -> str:
+        raw = event.raw if isinstance(event, ImageEvent) else event
         record = failure_record(
-            event.raw,
+            raw,
             error_type=error_type,
             error_message=error_message,
             request_id=request_id,
@@ -206,8 +207,14 @@ class FailureQueue:
             MessageBody=json.dumps(record),
             MessageAttributes={
                 "errorType": {"DataType": "String", "StringValue": error_type},
-                "bucket": {"DataType": "String", "StringValue": event.ref.bucket},
-                "key": {"DataType": "String", "StringValue": event.ref.key},
+                **(
+                    {
+                        "bucket": {"DataType": "String", "StringValue": event.ref.bucket},
+                        "key": {"DataType": "String", "StringValue": event.ref.key},
+                    }
+                    if isinstance(event, ImageEvent)
+                    else {}
+                ),
             },
         )
         return str(response["MessageId"])

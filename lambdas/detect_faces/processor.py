@@ -92,6 +92,9 @@ class Processor:
         for raw in records:
             try:
                 results.append(self.process_record(raw, context, redrive=redrive).as_dict())
+            except InvalidEventError as exc:
+                # A malformed record will never parse: dead-letter it now, with the reason, and go on.
+                results.append(self._dead_letter_malformed(raw, exc, context).as_dict())
             except Exception as exc:
                 key = _key_of(raw)
                 logger.exception("record failed", key=key, error_type=type(exc).__name__)
@@ -182,6 +185,20 @@ class Processor:
         self.metrics.add_metric(name=Metric.DETECTED, unit="Count", value=1)
         self.metrics.add_metric(name=Metric.FACES, unit="Count", value=len(faces))
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
+
+    def _dead_letter_malformed(self, raw: Any, exc: InvalidEventError, context: InvocationContext) -> RecordResult:
+        self.failures.send(
+            raw if isinstance(raw, dict) else {"record": raw},
+            error_type="InvalidEventError",
+            error_message=str(exc),
+            request_id=context.aws_request_id,
+            function_arn=context.invoked_function_arn,
+            function_version=getattr(context, "function_version", "$LATEST"),
+            now=self.clock(),
+        )
+        logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
+        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
+        return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
         logger.info("result discarded: a newer event took the image while this one was processed")

@@ -234,3 +234,19 @@ def test_chunks_left_by_an_interrupted_writer_are_cleaned_by_the_next_result(pip
     sks = sorted(i["sk"]["S"] for i in pipeline.aws.items("crashed.jpg"))
     assert sks == [f"FACES#{newer.sequencer}#0000", "META"]
     assert results.get(BUCKET, "crashed.jpg").face_count == 1
+
+
+def test_a_malformed_record_is_dead_lettered_at_once_and_the_others_processed(pipeline: Pipeline) -> None:
+    version = pipeline.aws.put("fine.jpg", JPEG_BYTES)
+    good = s3_record(BUCKET, "fine.jpg", size=len(JPEG_BYTES), version_id=version)
+    broken = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}}}  # no object
+    pipeline.rekognition.respond(detect_faces_response(1))
+
+    result = pipeline.invoke(s3_event(broken, good))
+
+    assert [r["outcome"] for r in result["records"]] == ["dead_lettered", "detected"]
+    (message,) = pipeline.aws.dlq_messages()
+    body = json.loads(message["Body"])
+    assert body["requestPayload"] == {"Records": [broken]}
+    assert body["responsePayload"]["errorType"] == "InvalidEventError"
+    assert "object" in body["responsePayload"]["errorMessage"]
