@@ -332,3 +332,18 @@ def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "out" / "Facepipe.template.json").exists()
+
+
+def test_the_layer_is_built_for_the_functions_runtime_and_architecture() -> None:
+    from infra.detector import ARCHITECTURE, RUNTIME
+
+    makefile = (ROOT / "Makefile").read_text()
+    version = RUNTIME.name.removeprefix("python")  # "3.14"
+    assert f"--python-version {version}" in makefile
+    assert ARCHITECTURE.name == "arm64" and "--platform manylinux2014_aarch64" in makefile
+    layer = ROOT / "build" / "powertools-layer" / "python"
+    tag = f"cpython-{version.replace('.', '')}-aarch64-linux-gnu"
+    compiled = [p.name for p in layer.rglob("*.so")]
+    assert compiled and all(tag in name for name in compiled), compiled  # wrapt's extension, for Lambda's CPU
+    assert (layer / "aws_lambda_powertools").is_dir() and (layer / "aws_xray_sdk").is_dir()
+    assert not (layer / "boto3").exists() and not (layer / "botocore").exists()  # the runtime's own
