@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
@@ -175,7 +175,7 @@ def show(target: Target, uri: str, out: str | None) -> tuple[str, ImageResult]:
     from .annotate import annotate, save
 
     bucket, key = parse_s3_uri(uri)
-    result = ResultsStore(target.client("dynamodb"), target.table).get(bucket, key)
+    result = target.results().get(bucket, key)
     if result is None:
         raise OpsError(f"no result for {uri}")
     if result.status != "DETECTED":
@@ -215,8 +215,6 @@ class Failure:
         context = body.get("requestContext") or {}
         first = self.records[0] if self.records else {}
         obj = (first.get("s3") or {}).get("object") or {}
-        from urllib.parse import unquote_plus
-
         return {
             "message_id": self.message_id,
             "key": unquote_plus(obj.get("key", "")) if obj else "",

@@ -166,20 +166,11 @@ def _total_size(response: dict[str, Any], read: int) -> int:
 
 
 class FailureQueue:
-    """Writes failure records in the shape of Lambda's on-failure destination record.
-
-    Takes a client, or a factory for one: the DLQ path is rare, so the SQS client need not cost cold start.
-    """
+    """Writes failure records in the shape of Lambda's on-failure destination record."""
 
     def __init__(self, client: Any, queue_url: str) -> None:
-        self._client_or_factory = client
+        self._client = client
         self._queue_url = queue_url
-
-    @property
-    def _client(self) -> Any:
-        if callable(self._client_or_factory) and not hasattr(self._client_or_factory, "send_message"):
-            self._client_or_factory = self._client_or_factory()
-        return self._client_or_factory
 
     def send(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,6 +16,22 @@ tracer = Tracer()
 metrics = Metrics()
 
 _processor: Processor | None = None
+
+
+class LazyClient:
+    """A boto3 client built on first use (thread-safe: a boto3 Session is not)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return getattr(self._client, name)
 
 
 def build_processor(
@@ -54,7 +72,10 @@ def build_processor(
         ),
         inspector=ObjectInspector(s3 or session.client("s3", config=standard)),
         results=ResultsStore(dynamodb or session.client("dynamodb", config=standard), settings.results_table),
-        failures=FailureQueue(sqs or (lambda: session.client("sqs", config=standard)), settings.failure_queue_url),
+        # The DLQ path is rare: its client need not cost cold start.
+        failures=FailureQueue(
+            sqs or LazyClient(lambda: session.client("sqs", config=standard)), settings.failure_queue_url
+        ),
         metrics=sink,
         **overrides,
     )

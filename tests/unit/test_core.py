@@ -143,3 +143,23 @@ def test_failure_record_has_lambda_destination_shape() -> None:
     assert record["requestContext"]["requestId"] == "r-1"
     assert record["requestPayload"] == {"Records": [raw]}
     assert record["responsePayload"] == {"errorType": "InvalidS3ObjectException", "errorMessage": "gone"}
+
+
+def test_lazy_client_is_built_once_on_first_use() -> None:
+    from detect_faces.handler import LazyClient
+
+    built = []
+
+    class Client:
+        def send_message(self, **kwargs: object) -> str:
+            return "sent"
+
+    def factory() -> Client:
+        built.append(1)
+        return Client()
+
+    lazy = LazyClient(factory)
+    assert built == []  # nothing at cold start
+    assert lazy.send_message(QueueUrl="q") == "sent"
+    assert lazy.send_message(QueueUrl="q") == "sent"
+    assert built == [1]
