@@ -180,10 +180,14 @@ class LocalPipeline:
         return self
 
     def _deployed_handler(self) -> Callable[[dict[str, Any], Any], Any]:
+        from aws_lambda_powertools.metrics.provider import cold_start
+
         from detect_faces import handler
 
         handler.set_processor(None)
         handler.get_processor()  # cold start now, from the environment, before invocations run in threads
+        # Powertools 3.37 prints the ColdStart metric even with POWERTOOLS_METRICS_DISABLED; metrics are off here.
+        cold_start.is_cold_start = False
 
         def invoke(event: dict[str, Any], context: Any) -> Any:
             try:
