@@ -162,12 +162,7 @@ class LocalLambdaRuntime:
         result: Any = None
         started = time.monotonic()
         try:
-            context = LocalContext(
-                aws_request_id=inv.request_id,
-                invoked_function_arn=self.function_arn,
-                deadline=time.monotonic() + self.timeout,
-            )
-            result = self.handler(inv.event, context)
+            result = self.handler(inv.event, self._context(inv.request_id))
         except Exception as exc:  # noqa: BLE001 - the function failed: Lambda's retry policy decides
             error = exc
         finally:
@@ -303,15 +298,15 @@ class LocalLambdaRuntime:
         self._api = LoopbackServer(Handler, "lambda-invoke-api", host, port)
         return self._api.url
 
+    def _context(self, request_id: str) -> LocalContext:
+        return LocalContext(
+            aws_request_id=request_id, invoked_function_arn=self.function_arn, deadline=time.monotonic() + self.timeout
+        )
+
     def invoke_sync(self, event: dict[str, Any]) -> tuple[Any, BaseException | None]:
         """InvocationType=RequestResponse: run now (no retries), return (result, error)."""
-        context = LocalContext(
-            aws_request_id=str(uuid.uuid4()),
-            invoked_function_arn=self.function_arn,
-            deadline=time.monotonic() + self.timeout,
-        )
         try:
-            return self.handler(event, context), None
+            return self.handler(event, self._context(str(uuid.uuid4()))), None
         except Exception as exc:  # noqa: BLE001 - reported to the caller as X-Amz-Function-Error
             return None, exc
 

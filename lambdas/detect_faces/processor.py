@@ -160,15 +160,7 @@ class Processor:
             self.metrics.add_metric(name=Metric.REJECTED, unit="Count", value=1)
             return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
         except ObjectUnreadable as unreadable:
-            message_id = self.failures.send(
-                event,
-                error_type=unreadable.code,
-                error_message=unreadable.message,
-                request_id=context.aws_request_id,
-                function_arn=context.invoked_function_arn,
-                function_version=getattr(context, "function_version", "$LATEST"),
-                now=self.clock(),
-            )
+            message_id = self._send_failure(event, unreadable.code, unreadable.message, context)
             self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
             logger.warning(
                 "sent to dead-letter queue",
@@ -187,18 +179,24 @@ class Processor:
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
     def _dead_letter_malformed(self, raw: Any, exc: InvalidEventError, context: InvocationContext) -> RecordResult:
-        self.failures.send(
-            raw if isinstance(raw, dict) else {"record": raw},
-            error_type="InvalidEventError",
-            error_message=str(exc),
+        self._send_failure(raw if isinstance(raw, dict) else {"record": raw}, "InvalidEventError", str(exc), context)
+        logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
+        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
+        return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
+
+    def _send_failure(
+        self, record: ImageEvent | dict[str, Any], error_type: str, message: str, context: InvocationContext
+    ) -> str:
+        """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
+        return self.failures.send(
+            record,
+            error_type=error_type,
+            error_message=message,
             request_id=context.aws_request_id,
             function_arn=context.invoked_function_arn,
             function_version=getattr(context, "function_version", "$LATEST"),
             now=self.clock(),
         )
-        logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
-        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
-        return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
         logger.info("result discarded: a newer event took the image while this one was processed")

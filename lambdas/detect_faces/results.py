@@ -205,16 +205,11 @@ class ResultsStore:
                 ":true": True,
             },
         )
-        try:
-            response = self._client.update_item(
-                TableName=self._table, Key=self._key(event, META), ReturnValues="ALL_OLD", **args
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        previous = self._update_meta(event, args)
+        if previous is None:
             current = self._client.get_item(TableName=self._table, Key=self._key(event, META), ConsistentRead=True)
             return Claim(acquired=False, token=token, previous=decode_item(current.get("Item", {})))
-        return Claim(acquired=True, token=token, previous=decode_item(response.get("Attributes", {})))
+        return Claim(acquired=True, token=token, previous=previous)
 
     # ---- final states (each conditional on still holding the claim) ---------------------------
     def store_detected(
@@ -277,13 +272,7 @@ class ResultsStore:
             "#token = :token",
             {":token": claim.token},
         )
-        try:
-            self._client.update_item(TableName=self._table, Key=self._key(event, META), **args)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_meta(event, args) is not None
 
     # ---- removal -------------------------------------------------------------------------------
     def remove(self, event: ImageEvent, now: datetime, ttl_seconds: int) -> bool:
@@ -314,18 +303,26 @@ class ResultsStore:
             condition,
             condition_values,
         )
+        previous = self._update_meta(event, args)
+        if previous is None:
+            return False
+        self._clean_after(event, previous, keep_sequencer=None)
+        return True
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _update_meta(self, event: ImageEvent, args: dict[str, Any]) -> dict[str, Any] | None:
+        """A conditional update of the image's META item: the item as it was before, or None when the
+        condition failed (another event owns or finished the image)."""
         try:
             response = self._client.update_item(
                 TableName=self._table, Key=self._key(event, META), ReturnValues="ALL_OLD", **args
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        self._clean_after(event, decode_item(response.get("Attributes", {})), keep_sequencer=None)
-        return True
+        return decode_item(response.get("Attributes", {}))
 
-    # ---- helpers -------------------------------------------------------------------------------
     def _clean_after(self, event: ImageEvent, previous: dict[str, Any], keep_sequencer: str | None) -> None:
         """Delete face chunks that are no longer current, knowing them from META as it was before.
 
