@@ -131,7 +131,7 @@ class DetectFacesEmulator:
         rgb = decode(data)
         faces = self.detector.detect(rgb)[:MAX_FACES]
         height, width = rgb.shape[:2]
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if faces else None  # for Quality; only faces need it
         if self.latency:
             time.sleep(self.latency)
         with self._stats_lock:
@@ -139,7 +139,7 @@ class DetectFacesEmulator:
             if "S3Object" in image:
                 s3_object = image["S3Object"]
                 self.stats.analysed[(s3_object.get("Bucket"), s3_object.get("Name"), s3_object.get("Version"))] += 1
-        return {"FaceDetails": [face_detail(f, width, height, gray) for f in faces]}
+        return {"FaceDetails": [face_detail(f, width, height, gray) for f in faces if gray is not None]}
 
     def _read_s3(self, s3_object: dict[str, Any]) -> bytes:
         params = {"Bucket": s3_object.get("Bucket", ""), "Key": s3_object.get("Name", "")}
