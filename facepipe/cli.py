@@ -246,7 +246,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     else:
         print(f"replayed {report.replayed} record(s) through {target.function_name}; deleted them from the DLQ")
     if report.skipped:
-        print(f"{report.skipped} message(s) are not failure records and were left in the DLQ")
+        print(f"{report.skipped} message(s) cannot be replayed (not S3 failure records) and were left in the DLQ")
+    if report.new:
+        print(f"{report.new} message(s) arrived after this run began (its own replays' failures among them); left")
+    print(f"left in the DLQ: {report.left} (run {report.run_id})")
     return 0
 
 

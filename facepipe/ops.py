@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
+from detect_faces.contract import BACKFILL_EVENT_NAME, BACKFILL_EVENT_SOURCE, BACKFILL_SEQUENCER, REDRIVE_FLAG
+from detect_faces.model import ImageEvent, InvalidEventError
 from detect_faces.results import ImageResult, ResultsStore, assemble, decode_item
 
 from .resources import INDEX_BY_KEY, INDEX_PARTITION_KEY, INDEX_SORT_KEY
@@ -202,6 +205,7 @@ class Failure:
     body: dict[str, Any] | None
     raw: str
     sent_at: str
+    sent_ms: int = 0  # SQS's SentTimestamp (epoch milliseconds)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -209,23 +213,51 @@ class Failure:
         records = payload.get("Records") if isinstance(payload, dict) else None
         return records if isinstance(records, list) else []
 
+    @property
+    def redrive_run(self) -> Any:
+        """The redrive run whose replay produced this record, if any."""
+        payload = (self.body or {}).get("requestPayload")
+        return payload.get(REDRIVE_FLAG) if isinstance(payload, dict) else None
+
+    @property
+    def replayable(self) -> bool:
+        """Every record is an S3 record the function can parse: a replay can reach an outcome other than
+        being dead-lettered again as malformed."""
+        if not self.records:
+            return False
+        try:
+            for record in self.records:
+                ImageEvent.from_record(record)
+        except (InvalidEventError, TypeError, AttributeError, KeyError):
+            return False
+        return True
+
     def summary(self) -> dict[str, Any]:
         body = self.body or {}
-        response = body.get("responsePayload") or {}
-        context = body.get("requestContext") or {}
-        first = self.records[0] if self.records else {}
-        obj = (first.get("s3") or {}).get("object") or {}
+        response = _mapping(body.get("responsePayload"))
+        context = _mapping(body.get("requestContext"))
+        first = _mapping(self.records[0]) if self.records else {}
+        obj = _mapping(_mapping(first.get("s3")).get("object"))
+        key = obj.get("key")
+        version = obj.get("versionId")
         return {
             "message_id": self.message_id,
-            "key": unquote_plus(obj.get("key", "")) if obj else "",
-            "version_id": obj.get("versionId"),
+            "key": unquote_plus(key) if isinstance(key, str) and key else UNKNOWN_KEY,
+            "version_id": version if isinstance(version, str) else None,
             "records": len(self.records),
-            "error_type": response.get("errorType", "?" if body else "not a failure record"),
-            "error_message": response.get("errorMessage", "" if body else self.raw[:200]),
+            "error_type": str(response.get("errorType", "?" if body else "not a failure record")),
+            "error_message": str(response.get("errorMessage", "" if body else self.raw[:200])),
             "attempts": context.get("approximateInvokeCount"),
             "condition": context.get("condition"),
             "time": body.get("timestamp") or self.sent_at,
         }
+
+
+UNKNOWN_KEY = "<unknown>"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Failure]]:
@@ -257,6 +289,7 @@ def _receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[F
                     body=body if isinstance(body, dict) else None,
                     raw=m["Body"],
                     sent_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(sent) / 1000)) if sent else "",
+                    sent_ms=int(sent) if sent else 0,
                 )
             )
         if batch:
@@ -308,8 +341,15 @@ class RateLimiter:
 @dataclass
 class RedriveReport:
     replayed: int = 0
-    skipped: int = 0  # not failure records: left in the queue
+    skipped: int = 0  # cannot be replayed (not failure records, or malformed records): left in the queue
+    new: int = 0  # sent after the run began (among them, failures of this run's own replays): left for later
+    left: int = 0  # messages in the queue when the run ended, by SQS's approximate count
     planned: list[dict[str, Any]] = field(default_factory=list)  # --dry-run
+    run_id: str = ""
+
+
+# SentTimestamp is SQS's clock, the run's start is the operator's: allow this much skew between them.
+CLOCK_SKEW_MS = 5_000
 
 
 def redrive(
@@ -319,26 +359,36 @@ def redrive(
     dry_run: bool = False,
     limiter: RateLimiter | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    run_id: str | None = None,
 ) -> RedriveReport:
     """Replay each failure record's requestPayload through the function (async invoke), then delete the
-    message — only once Lambda accepted the replay (202). Anything else stays in the queue."""
+    message — only once Lambda accepted the replay (202). Anything else stays in the queue.
+
+    A run replays only what was in the queue when it began: a replay that fails again is dead-lettered
+    as a new message, marked with this run's id (the function and Lambda's on-failure record keep the
+    event's redrive flag); such messages, and any sent after the run began, are left for the next run.
+    """
     sqs, lambda_ = target.client("sqs"), target.client("lambda")
     limiter = limiter or RateLimiter(5.0)
-    report = RedriveReport()
+    report = RedriveReport(run_id=run_id or f"redrive-{uuid.uuid4().hex[:12]}")
+    started_ms = clock_ms()
     limit = max_messages if max_messages is not None else 1_000_000
-    held: list[Failure] = []  # skipped or planned: hidden until the run ends, so each is seen once
+    held: list[Failure] = []  # left in the queue: hidden until the run ends, so each is seen once
     pending: list[Failure] = []
     try:
         for batch in _receive(sqs, target.dlq_url, visibility=300, limit=limit):
             pending = list(batch)
             while pending:
                 failure = pending[0]
-                if not failure.records:
+                if failure.redrive_run == report.run_id or failure.sent_ms > started_ms + CLOCK_SKEW_MS:
+                    report.new += 1
+                elif not failure.replayable:
                     report.skipped += 1
                 elif dry_run:
                     report.planned.append(failure.summary())
                 else:
-                    _replay(target, lambda_, failure, limiter)
+                    _replay(target, lambda_, failure, limiter, report.run_id)
                     sqs.delete_message(QueueUrl=target.dlq_url, ReceiptHandle=failure.receipt_handle)
                     report.replayed += 1
                     progress(1)
@@ -346,13 +396,20 @@ def redrive(
                     continue
                 held.append(pending.pop(0))
     finally:
-        # Whatever was not replayed (skipped, planned, refused, or not reached) is visible again at once.
+        # Whatever was not replayed (skipped, new, planned, refused, or not reached) is visible again at once.
         _release(sqs, target.dlq_url, held + pending)
+    report.left = _approximate_count(sqs, target.dlq_url)
     return report
 
 
-def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter) -> None:
-    payload = {**(failure.body or {})["requestPayload"], "facepipeRedrive": True}
+def _approximate_count(sqs: Any, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names).get("Attributes", {})
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
+def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter, run_id: str) -> None:
+    payload = {**(failure.body or {})["requestPayload"], REDRIVE_FLAG: run_id}
     limiter.wait()
     try:
         response = lambda_.invoke(
@@ -388,6 +445,18 @@ def existing_objects(s3: Any, bucket: str, prefix: str, start_after: str = "") -
                 yield version
 
 
+def has_result_for(summary: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
+    """The stored summary is a result (DETECTED or REJECTED) for this very object version: by version id in
+    a versioned bucket, by ETag in an unversioned one. A tombstone, a failure, or another version's result
+    is not, and the object is backfilled."""
+    if not summary or summary.get("status") not in ("DETECTED", "REJECTED"):
+        return False
+    version = obj.get("VersionId")
+    if version and version != "null":
+        return bool(summary.get("version_id") == version)
+    return bool(summary.get("etag")) and summary.get("etag") == str(obj.get("ETag", "")).strip('"')
+
+
 def backfill_event(bucket: str, obj: dict[str, Any], region: str) -> dict[str, Any]:
     """An S3 ObjectCreated record for an object that was there before the stack. Its sequencer is 0, the
     lowest there is, so a real event for the same key always wins and a stored result is never replaced."""
@@ -395,7 +464,7 @@ def backfill_event(bucket: str, obj: dict[str, Any], region: str) -> dict[str, A
         "key": quote_plus(obj["Key"], safe="/"),
         "size": obj.get("Size", 0),
         "eTag": str(obj.get("ETag", "")).strip('"'),
-        "sequencer": "0",
+        "sequencer": BACKFILL_SEQUENCER,
     }
     if obj.get("VersionId") and obj["VersionId"] != "null":
         record_object["versionId"] = obj["VersionId"]
@@ -403,10 +472,10 @@ def backfill_event(bucket: str, obj: dict[str, Any], region: str) -> dict[str, A
         "Records": [
             {
                 "eventVersion": "2.1",
-                "eventSource": "facepipe:backfill",
+                "eventSource": BACKFILL_EVENT_SOURCE,
                 "awsRegion": region,
                 "eventTime": obj["LastModified"].isoformat() if hasattr(obj.get("LastModified"), "isoformat") else "",
-                "eventName": "ObjectCreated:Backfill",
+                "eventName": BACKFILL_EVENT_NAME,
                 "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": record_object},
             }
         ]
@@ -434,7 +503,7 @@ def backfill(
         for obj in objects:
             report.listed += 1
             progress(1)
-            if store.get(bucket, obj["Key"]) is not None:
+            if has_result_for(store.summary(bucket, obj["Key"]), obj):
                 report.skipped_done += 1
                 continue
             if dry_run:

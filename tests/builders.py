@@ -5,16 +5,19 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
+
+from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
 _sequencer = itertools.count(0x0055B1A7C0000000)
 
 
 def next_sequencer() -> str:
-    """S3 sequencers are hex strings, increasing per key; lengths vary."""
-    return format(next(_sequencer), "X")
+    """S3 sequencers are hex strings, increasing per key (18 digits in S3 notifications)."""
+    return format(next(_sequencer), "018X")
 
 
 def s3_record(
@@ -139,3 +142,58 @@ PNG_80 = (
 PNG_TINY = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (40).to_bytes(4, "big") + (79).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
 )
+
+
+class Clock:
+    """A settable UTC clock for the processor (claims, leases, tombstones)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class SandboxKilled(BaseException):
+    """Lambda ending an attempt mid-flight (timeout, out of memory): no except-Exception block runs."""
+
+
+def fail_calls(client: Any, operation: str, error: BaseException | str, calls: set[int]) -> list[int]:
+    """Make the n-th calls (1-based) of `operation` on `client` fail; a string is an AWS error code.
+    Returns the running count of calls made, to assert on."""
+    seen: list[int] = []
+
+    def hook(**_: Any) -> None:
+        seen.append(len(seen) + 1)
+        if len(seen) in calls:
+            if isinstance(error, str):
+                raise ClientError({"Error": {"Code": error, "Message": f"injected {error}"}}, operation)
+            raise error
+
+    client.meta.events.register(f"provide-client-params.{client.meta.service_model.service_name}.{operation}", hook)
+    return seen
+
+
+def _sqs_accepts(text: str) -> bool:
+    # SQS SendMessage: "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
+    return all(
+        c in "\t\n\r" or 0x20 <= ord(c) <= 0xD7FF or 0xE000 <= ord(c) <= 0xFFFD or 0x10000 <= ord(c) <= 0x10FFFF
+        for c in text
+    )
+
+
+def enforce_sqs_characters(sqs: Any) -> None:
+    """moto accepts any character in a message; the real SQS refuses some. Refuse them like SQS does."""
+
+    def check(params: dict[str, Any], **_: Any) -> None:
+        texts = [params.get("MessageBody", "")]
+        texts += [a.get("StringValue", "") for a in (params.get("MessageAttributes") or {}).values()]
+        if not all(_sqs_accepts(t) for t in texts):
+            raise ClientError(
+                {"Error": {"Code": "InvalidParameterValue", "Message": "Invalid characters found."}}, "SendMessage"
+            )
+
+    sqs.meta.events.register("provide-client-params.sqs.SendMessage", check)

@@ -7,6 +7,7 @@ Errors are classified by their error code, never by message text.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,26 @@ class ObjectInspector:
             return ObjectHead(size=size, kind="png")
         raise ImageRejected("InvalidImageFormatException", f"not a JPEG or PNG (first bytes {head[:8].hex()})")
 
+    def not_current(self, ref: ObjectRef, etag: str | None) -> str | None:
+        """Why this version is no longer the object's current one, or None when it is.
+
+        A backfill record describes the object as it was listed; by the time it runs, the object may have
+        been replaced or deleted, and then its own event (or none) decides, never the backfill.
+        """
+        try:
+            head = self._client.head_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as exc:
+            if error_code(exc) in S3_MISSING_CODES:
+                return "the object is no longer in the bucket"
+            raise
+        if ref.version_id:
+            current = head.get("VersionId")
+            if current != ref.version_id:
+                return f"the current version is now {current}"
+        elif etag and str(head.get("ETag", "")).strip('"') != etag:
+            return "the object was replaced since it was listed"
+        return None
+
 
 def _total_size(response: dict[str, Any], read: int) -> int:
     content_range = str(response.get("ContentRange") or "")
@@ -182,6 +203,7 @@ class FailureQueue:
         function_arn: str,
         function_version: str = "$LATEST",
         now: datetime | None = None,
+        payload_extra: dict[str, Any] | None = None,
     ) -> str:
         raw = event.raw if isinstance(event, ImageEvent) else event
         record = failure_record(
@@ -193,22 +215,34 @@ class FailureQueue:
             function_version=function_version,
             now=now,
         )
+        record["requestPayload"].update(payload_extra or {})
+        attributes = {"errorType": error_type}
+        if isinstance(event, ImageEvent):
+            attributes.update(bucket=event.ref.bucket, key=event.ref.key)
         response = self._client.send_message(
             QueueUrl=self._queue_url,
-            MessageBody=json.dumps(record),
+            MessageBody=json.dumps(record),  # ASCII JSON: any key survives here exactly
             MessageAttributes={
-                "errorType": {"DataType": "String", "StringValue": error_type},
-                **(
-                    {
-                        "bucket": {"DataType": "String", "StringValue": event.ref.bucket},
-                        "key": {"DataType": "String", "StringValue": event.ref.key},
-                    }
-                    if isinstance(event, ImageEvent)
-                    else {}
-                ),
+                name: {"DataType": "String", "StringValue": sqs_attribute_value(value)}
+                for name, value in attributes.items()
             },
         )
         return str(response["MessageId"])
+
+
+# Characters SQS accepts in message bodies and attribute values (SendMessage: "#x9 | #xA | #xD | #x20 to
+# #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"). S3 keys may hold others.
+_SQS_REJECTED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+MAX_ATTRIBUTE_CHARS = 1024
+
+
+def sqs_attribute_value(value: str) -> str:
+    """A message attribute value SQS accepts: characters it rejects become U+FFFD, long values are cut.
+    Attributes are for filtering and a glance; the body keeps the exact key."""
+    cleaned = _SQS_REJECTED.sub("\ufffd", value)
+    if len(cleaned) > MAX_ATTRIBUTE_CHARS:
+        cleaned = cleaned[: MAX_ATTRIBUTE_CHARS - 1] + "\u2026"
+    return cleaned or "-"
 
 
 def failure_record(

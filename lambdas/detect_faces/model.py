@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+
+from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER
 
 # Rekognition limits (https://docs.aws.amazon.com/rekognition/latest/dg/limits.html)
 MAX_S3_OBJECT_BYTES = 15 * 1024 * 1024
@@ -36,14 +39,38 @@ class InvalidEventError(ValueError):
     """The event is not an S3 notification this function understands."""
 
 
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
 def normalize_sequencer(sequencer: str | None) -> str:
-    """S3 sequencers of one key compare as hex after left-padding with zeros to the same length."""
-    value = (sequencer or "0").strip().upper()
-    try:
-        int(value, 16)
-    except ValueError:
-        raise InvalidEventError(f"sequencer {sequencer!r} is not hexadecimal") from None
-    return value.zfill(SEQUENCER_WIDTH)
+    """An S3 sequencer in a form that orders events of one key by plain string comparison.
+
+    The S3 user guide ("Event message structure"): "The sequencers can be of different lengths. To compare
+    these values, first right pad the shorter value with zeros, and then do a lexicographical comparison."
+    So: upper case, right-padded with zeros to SEQUENCER_WIDTH (a longer value loses only trailing zeros,
+    which do not change its rank). Only hex digits are accepted; a missing sequencer is the lowest, "0".
+    """
+    value = BACKFILL_SEQUENCER if sequencer is None else sequencer
+    if not isinstance(value, str) or not _HEX.fullmatch(value) or not value.isascii():
+        raise InvalidEventError(f"sequencer {sequencer!r} is not a hexadecimal string")
+    value = value.upper()
+    if len(value) > SEQUENCER_WIDTH:
+        value = value.rstrip("0")
+    return value.ljust(SEQUENCER_WIDTH, "0")
+
+
+def _object_size(value: Any) -> int | None:
+    """S3's `size`: a non-negative integer (or absent, as in removal events)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidEventError(f"object size {value!r} is not a whole number of bytes")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise InvalidEventError(f"object size {value!r} is not a whole number of bytes")
+    size = int(value)
+    if size < 0:
+        raise InvalidEventError(f"object size {value!r} is negative")
+    return size
 
 
 @dataclass(frozen=True)
@@ -72,7 +99,19 @@ class ImageEvent:
 
     @property
     def is_removal(self) -> bool:
-        return self.event_name.startswith("ObjectRemoved")
+        return self.event_name.startswith(("ObjectRemoved", "LifecycleExpiration"))
+
+    @property
+    def removes_one_version(self) -> bool:
+        """A version deleted for good (DeleteObject with a VersionId, or a noncurrent version expiring).
+
+        It outranks only that version's events; a delete marker or an unversioned delete removes the object.
+        """
+        return self.is_removal and self.event_name.endswith(":Delete") and self.ref.version_id is not None
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.event_name == BACKFILL_EVENT_NAME
 
     @property
     def is_creation(self) -> bool:
@@ -86,15 +125,21 @@ class ImageEvent:
             bucket = parsed.s3.bucket.name
             raw_key = obj.key
             event_name = parsed.event_name
-            size = obj.get("size")
+            size = _object_size(obj.get("size"))
+            for name, value in (("object key", raw_key), ("bucket name", bucket), ("eventName", event_name)):
+                if not isinstance(value, str) or not value:
+                    raise InvalidEventError(f"{name} {value!r} is not a non-empty string")
+            version_id = obj.version_id
+            if version_id is not None and not isinstance(version_id, str):
+                raise InvalidEventError(f"versionId {version_id!r} is not a string")
             return cls(
                 # Keys arrive URL-encoded ("a b+c.jpg" -> "a+b%2Bc.jpg"); decode exactly once, here.
-                ref=ObjectRef(bucket=bucket, key=unquote_plus(raw_key), version_id=obj.version_id or None),
+                ref=ObjectRef(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id or None),
                 event_name=event_name.removeprefix("s3:"),
                 event_time=str(parsed.get("eventTime") or ""),
                 region=str(parsed.get("awsRegion") or ""),
-                size=int(size) if size is not None else None,
-                etag=obj.etag or None,
+                size=size,
+                etag=str(obj.etag) if obj.etag else None,
                 sequencer=normalize_sequencer(obj.get("sequencer")),
                 raw=record,
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from .contract import REDRIVE_FLAG
 from .gateways import (
     THROTTLE_CODES,
     FaceDetector,
@@ -44,6 +47,12 @@ class InvocationContext(Protocol):
 
 class RecordsFailedError(Exception):
     """Several records of one event failed; Lambda retries the event (finished records are skipped)."""
+
+
+class ImageBusyError(Exception):
+    """Another invocation holds a live claim on this very event (a duplicate delivery running at the same
+    time, or an attempt that died). Failing makes Lambda retry later, when the claim is finished or has
+    expired; succeeding would end the event with no outcome if the holder had died."""
 
 
 @dataclass(frozen=True)
@@ -86,20 +95,25 @@ class Processor:
         records = event.get("Records")
         if not isinstance(records, list):
             raise InvalidEventError("event has no Records list; is this an S3 notification?")
-        redrive = bool(event.get("facepipeRedrive"))
+        redrive = event.get(REDRIVE_FLAG) or None
         results: list[dict[str, Any]] = []
         failed: list[tuple[str, Exception]] = []
         for raw in records:
+            # Thread-local keys: in local mode several invocations share one Logger on threads.
+            logger.thread_safe_clear_keys()
+            logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
             try:
-                results.append(self.process_record(raw, context, redrive=redrive).as_dict())
-            except InvalidEventError as exc:
-                # A malformed record will never parse: dead-letter it now, with the reason, and go on.
-                results.append(self._dead_letter_malformed(raw, exc, context).as_dict())
+                try:
+                    results.append(self.process_record(raw, context, redrive=redrive).as_dict())
+                except InvalidEventError as exc:
+                    # A malformed record will never parse: dead-letter it now, with the reason, and go on.
+                    results.append(self._dead_letter_malformed(raw, exc, context, redrive).as_dict())
             except Exception as exc:
                 key = _key_of(raw)
                 logger.exception("record failed", key=key, error_type=type(exc).__name__)
                 self.metrics.add_metric(name=Metric.FAILED, unit="Count", value=1)
                 failed.append((key, exc))
+        logger.thread_safe_clear_keys()
         if len(failed) == 1:
             raise failed[0][1]
         if failed:
@@ -107,37 +121,59 @@ class Processor:
             raise RecordsFailedError(f"{len(failed)} of {len(records)} records failed: {summary}") from failed[0][1]
         return {"records": results}
 
-    def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: bool = False) -> RecordResult:
+    def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: Any = None) -> RecordResult:
         event = ImageEvent.from_record(raw)
-        logger.set_correlation_id(event.ref.uri)
-        logger.append_keys(object_key=event.ref.key, version_id=event.ref.version_id, event_name=event.event_name)
+        logger.thread_safe_append_keys(
+            correlation_id=event.ref.uri,
+            object_key=event.ref.key,
+            version_id=event.ref.version_id,
+            event_name=event.event_name,
+        )
         if event.is_removal:
             return self._remove(event)
         if not event.is_creation:
             logger.warning("event type not handled", event_name=event.event_name)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
+        if event.is_backfill:
+            changed = self.inspector.not_current(event.ref, event.etag)
+            if changed:
+                logger.info("backfill record skipped", reason=changed)
+                self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+                return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"backfill: {changed}")
 
         now = self.clock()
         claim = self.results.claim(
-            event, self.new_token(), now, lease_seconds=self.settings.claim_lease_seconds, redrive=redrive
+            event,
+            self.new_token(),
+            now,
+            lease_seconds=self.settings.claim_lease_seconds,
+            redrive=bool(redrive),
+            request_id=context.aws_request_id,
         )
         if not claim.acquired:
-            reason = _skip_reason(event, claim.previous)
-            logger.info("event skipped", reason=reason, stored_status=claim.previous.get("status"))
+            stored = claim.previous
+            if _held_by_another_live_claim(event, stored, now):
+                raise ImageBusyError(
+                    f"{event.ref.uri}: the same event is being processed by another invocation"
+                    f" (claim lease until {stored.get('lease_expires')}); failing so that Lambda retries it"
+                )
+            reason = _skip_reason(event, stored)
+            logger.info("event skipped", reason=reason, stored_status=stored.get("status"))
             self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
         try:
-            return self._analyse(event, claim, context)
+            return self._analyse(event, claim, context, redrive)
         except Exception as exc:
             reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
             try:
                 self.results.release(event, claim, reason)
             except Exception:
+                # The claim stays PROCESSING until its lease ends; Lambda's retry (same request id) retakes it.
                 logger.exception("could not release claim")
             raise
 
-    def _analyse(self, event: ImageEvent, claim: Any, context: InvocationContext) -> RecordResult:
+    def _analyse(self, event: ImageEvent, claim: Any, context: InvocationContext, redrive: Any) -> RecordResult:
         key = event.ref.key
         try:
             if event.region and event.region != self.detector.region:
@@ -160,7 +196,7 @@ class Processor:
             self.metrics.add_metric(name=Metric.REJECTED, unit="Count", value=1)
             return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
         except ObjectUnreadable as unreadable:
-            message_id = self._send_failure(event, unreadable.code, unreadable.message, context)
+            message_id = self._send_failure(event, unreadable.code, unreadable.message, context, redrive)
             self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
             logger.warning(
                 "sent to dead-letter queue",
@@ -178,14 +214,36 @@ class Processor:
         self.metrics.add_metric(name=Metric.FACES, unit="Count", value=len(faces))
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
-    def _dead_letter_malformed(self, raw: Any, exc: InvalidEventError, context: InvocationContext) -> RecordResult:
-        self._send_failure(raw if isinstance(raw, dict) else {"record": raw}, "InvalidEventError", str(exc), context)
+    def _dead_letter_malformed(
+        self, raw: Any, exc: InvalidEventError, context: InvocationContext, redrive: Any
+    ) -> RecordResult:
+        record = raw if isinstance(raw, dict) else {"record": raw}
+        fingerprint = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+        # Once per record: when another record of the event fails, Lambda retries the whole event.
+        # A redrive is an operator's explicit replay: it dead-letters again.
+        first = redrive or self.results.note_malformed(
+            fingerprint, str(exc), self.clock(), self.settings.tombstone_ttl_seconds
+        )
+        if not first:
+            logger.info("malformed record already dead-lettered", reason=str(exc))
+            return RecordResult("<malformed record>", Outcome.SKIPPED, reason="malformed record already dead-lettered")
+        try:
+            self._send_failure(record, "InvalidEventError", str(exc), context, redrive)
+        except Exception:
+            if not redrive:
+                self.results.forget_malformed(fingerprint)
+            raise
         logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
         self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
         return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
 
     def _send_failure(
-        self, record: ImageEvent | dict[str, Any], error_type: str, message: str, context: InvocationContext
+        self,
+        record: ImageEvent | dict[str, Any],
+        error_type: str,
+        message: str,
+        context: InvocationContext,
+        redrive: Any = None,
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
         return self.failures.send(
@@ -196,6 +254,8 @@ class Processor:
             function_arn=context.invoked_function_arn,
             function_version=getattr(context, "function_version", "$LATEST"),
             now=self.clock(),
+            # A replayed event keeps its redrive mark, so the redrive run can tell the records it caused.
+            payload_extra={REDRIVE_FLAG: redrive} if redrive else None,
         )
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
@@ -208,9 +268,13 @@ class Processor:
             logger.info("results deleted")
             self.metrics.add_metric(name=Metric.DELETED, unit="Count", value=1)
             return RecordResult(event.ref.key, Outcome.DELETED)
-        logger.info("removal skipped: stored result is newer or belongs to another version")
+        if event.removes_one_version:
+            reason = "removal of another version: the stored result is kept"
+        else:
+            reason = "removal older than stored result"
+        logger.info("removal skipped", reason=reason)
         self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
-        return RecordResult(event.ref.key, Outcome.SKIPPED, reason="removal older than stored result")
+        return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
 
 def retry_hook(metrics: MetricsSink) -> Callable[[str, int, float], None]:
@@ -224,9 +288,23 @@ def retry_hook(metrics: MetricsSink) -> Callable[[str, int, float], None]:
     return on_retry
 
 
+def _held_by_another_live_claim(event: ImageEvent, stored: dict[str, Any], now: datetime) -> bool:
+    return (
+        stored.get("status") == "PROCESSING"
+        and str(stored.get("sequencer", "")) == event.sequencer
+        and int(stored.get("lease_expires") or 0) >= int(now.timestamp())
+    )
+
+
 def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
     stored_seq = str(stored.get("sequencer", ""))
     status = stored.get("status")
+    if event.ref.version_id and event.ref.version_id in (stored.get("removed_versions") or set()):
+        return "stale: this version was deleted"
+    if event.is_backfill:
+        if status in ("DETECTED", "REJECTED"):
+            return f"backfill: already {status} for this version"
+        return f"backfill: another event holds the image ({status})"
     if stored_seq > event.sequencer:
         return f"stale: a newer event is stored ({status})"
     if status == "PROCESSING":

@@ -13,6 +13,7 @@ META names the sequencer whose chunks are current.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +27,7 @@ from .model import ImageEvent, Status
 
 META = "META"
 FACES_PREFIX = "FACES#"
+MALFORMED_PREFIX = "#malformed/"  # pk of a malformed record's marker (no S3 bucket name starts with '#')
 # JSON length is an upper bound for DynamoDB's size of the same data; keep chunks far below 400 KB.
 MAX_CHUNK_JSON_CHARS = 300_000
 
@@ -69,16 +71,29 @@ _CONDITION_NAMES = {
     "#seq": "sequencer",
     "#lease": "lease_expires",
     "#token": "claim_token",
+    "#rid": "claim_request_id",
     "#vid": "version_id",
+    "#etag": "etag",
+    "#scope": "removed_scope",
+    "#removed": "removed_versions",
 }
+# What a tombstone removed: one version (it outranks only that version's events) or the whole object.
+SCOPE_VERSION = "version"
+SCOPE_OBJECT = "object"
+# Result fields of a finished event: a new claim clears them, so no claim shows another version's result.
+_RESULT_FIELDS = ["reason", "expires_at", "face_count", "detected_at", "attributes", "face_chunks", "removed_scope"]
 
 
 def _update_args(
-    set_values: dict[str, Any], remove: list[str], condition: str, condition_values: dict[str, Any]
+    set_values: dict[str, Any],
+    remove: list[str],
+    condition: str,
+    condition_values: dict[str, Any],
+    add: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     names = dict(_CONDITION_NAMES)
     values = dict(condition_values)
-    sets, removes = [], []
+    sets, removes, adds = [], [], []
     for i, (attr, value) in enumerate(set_values.items()):
         if value is None:
             remove = [*remove, attr]
@@ -89,14 +104,28 @@ def _update_args(
     for i, attr in enumerate(dict.fromkeys(remove)):
         names[f"#r{i}"] = attr
         removes.append(f"#r{i}")
-    expression = ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
-    used = {n: a for n, a in names.items() if n in expression or n in condition}
-    return {
+    for i, (attr, value) in enumerate((add or {}).items()):
+        names[f"#a{i}"] = attr
+        values[f":a{i}"] = value
+        adds.append(f"#a{i} :a{i}")
+    expression = (
+        ("SET " + ", ".join(sets) if sets else "")
+        + (" REMOVE " + ", ".join(removes) if removes else "")
+        + (" ADD " + ", ".join(adds) if adds else "")
+    )
+    text = f"{expression} {condition}"
+    args: dict[str, Any] = {
         "UpdateExpression": expression.strip(),
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": used,
-        "ExpressionAttributeValues": _ser(values),
+        "ExpressionAttributeNames": {n: a for n, a in names.items() if _mentions(text, n)},
+        "ExpressionAttributeValues": _ser({n: v for n, v in values.items() if _mentions(text, n)}),
     }
+    if condition:
+        args["ConditionExpression"] = condition
+    return args
+
+
+def _mentions(text: str, placeholder: str) -> bool:
+    return re.search(re.escape(placeholder) + r"(?![A-Za-z0-9_])", text) is not None
 
 
 def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_JSON_CHARS) -> list[list[dict[str, Any]]]:
@@ -165,26 +194,60 @@ class ResultsStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return assemble(items)
 
+    def summary(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The image's summary item (META) alone: status, version, ETag, sequencer; no faces."""
+        response = self._client.get_item(
+            TableName=self._table, Key=_ser({"pk": image_pk(bucket, key), "sk": META}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return decode_item(item) if item else None
+
     # ---- the claim: ordering and idempotency -------------------------------------------------
-    def claim(self, event: ImageEvent, token: str, now: datetime, lease_seconds: int, redrive: bool) -> Claim:
+    def claim(
+        self,
+        event: ImageEvent,
+        token: str,
+        now: datetime,
+        lease_seconds: int,
+        redrive: bool,
+        request_id: str = "",
+    ) -> Claim:
         """Take the image for this event, unless a newer or identical event already owns or finished it.
 
-        Succeeds when: nothing is stored; the stored sequencer is older; or it is this very event and the
-        earlier attempt failed (RETRYING), its lease ran out (PROCESSING; the invocation died), or it was
-        dead-lettered and this is a redrive.
+        Succeeds when nothing is stored; the stored sequencer is older; the stored item is a tombstone of
+        another version; or it is this very event and the earlier attempt failed (RETRYING), died
+        (PROCESSING whose lease ran out, or whose claim this same request made: Lambda retries an async
+        invocation with its request id, and never while the attempt still runs), or it was dead-lettered
+        and this is a redrive. Never when this version was deleted for good.
+        A backfill record (sequencer 0) takes an image whose stored item is not a result for this very
+        version: nothing, a tombstone, a FAILED record, or another version's result (the caller has made
+        sure the version is the object's current one).
         """
         epoch = int(now.timestamp())
-        condition = (
-            "attribute_not_exists(#pk) OR #seq < :seq"
-            " OR (#seq = :seq AND #status = :retrying)"
-            " OR (#seq = :seq AND #status = :processing AND #lease < :now)"
+        same_event = (
+            "(#seq = :seq AND #status = :retrying)"
+            " OR (#seq = :seq AND #status = :processing AND (#lease < :now OR #rid = :rid))"
             " OR (#seq = :seq AND #status = :failed AND :redrive = :true)"
         )
+        if event.is_backfill:
+            same_object = "#vid = :vid" if event.ref.version_id else "#etag = :etag"
+            taken = (
+                "attribute_not_exists(#pk) OR #status = :deleted OR #status = :failed"
+                f" OR (#status IN (:detected, :rejected) AND NOT ({same_object})) OR {same_event}"
+            )
+        else:
+            taken = (
+                f"attribute_not_exists(#pk) OR #seq < :seq OR (#status = :deleted AND #scope = :vscope) OR {same_event}"
+            )
+        condition = taken
+        if event.ref.version_id:
+            condition = f"(attribute_not_exists(#removed) OR NOT contains(#removed, :vid)) AND ({taken})"
         args = _update_args(
             {
                 "status": Status.PROCESSING.value,
                 "sequencer": event.sequencer,
                 "claim_token": token,
+                "claim_request_id": request_id or token,
                 "lease_expires": epoch + lease_seconds,
                 "bucket": event.ref.bucket,
                 "object_key": event.ref.key,
@@ -193,14 +256,21 @@ class ResultsStore:
                 "etag": event.etag,
                 "size_bytes": event.size,
             },
-            ["reason", "expires_at"],
+            _RESULT_FIELDS,
             condition,
             {
                 ":seq": event.sequencer,
                 ":processing": Status.PROCESSING.value,
                 ":retrying": Status.RETRYING.value,
                 ":failed": Status.FAILED.value,
+                ":deleted": Status.DELETED.value,
+                ":detected": Status.DETECTED.value,
+                ":rejected": Status.REJECTED.value,
+                ":vscope": SCOPE_VERSION,
+                ":vid": event.ref.version_id,
+                ":etag": event.etag or "",
                 ":now": epoch,
+                ":rid": request_id or token,
                 ":redrive": redrive,
                 ":true": True,
             },
@@ -268,7 +338,7 @@ class ResultsStore:
     ) -> bool:
         args = _update_args(
             {"status": status.value, "reason": reason, **extra},
-            ["claim_token", "lease_expires"],
+            ["claim_token", "claim_request_id", "lease_expires"],
             "#token = :token",
             {":token": claim.token},
         )
@@ -278,36 +348,81 @@ class ResultsStore:
     def remove(self, event: ImageEvent, now: datetime, ttl_seconds: int) -> bool:
         """Delete the image's face data and leave a tombstone (with a TTL) holding the removal's sequencer.
 
-        The tombstone stops a late ObjectCreated event of an older version from resurrecting results.
-        Deleting one non-current version (ObjectRemoved:Delete with another version id) keeps the result.
+        The tombstone stops a late ObjectCreated event from resurrecting results. Its reach depends on what
+        was removed (docs/DESIGN.md, "Ordering"):
+        - the object (a delete marker, or a delete in an unversioned bucket): every older event of the key;
+          it also replaces a one-version tombstone, whatever the order;
+        - one version, deleted for good: only that version. The version id joins `removed_versions`, which
+          no claim clears, so that version's late events never claim the image; the stored result is
+          replaced by the tombstone only when it is that version's, and other versions' events still win.
+        Returns True when the stored result was replaced by the tombstone.
         """
-        condition = "attribute_not_exists(#pk) OR #seq < :seq"
-        condition_values: dict[str, Any] = {":seq": event.sequencer}
-        if event.event_name == "ObjectRemoved:Delete" and event.ref.version_id:
-            condition_values[":vid"] = event.ref.version_id
-            condition = "attribute_not_exists(#pk) OR (#seq < :seq AND (attribute_not_exists(#vid) OR #vid = :vid))"
-        args = _update_args(
-            {
-                "status": Status.DELETED.value,
-                "sequencer": event.sequencer,
-                "expires_at": int(now.timestamp()) + ttl_seconds,
-                "detected_at": _iso(now),
-                "reason": event.event_name,
-                "bucket": event.ref.bucket,
-                "object_key": event.ref.key,
-                "event_time": event.event_time,
-                "face_count": 0,
-                "face_chunks": 0,
-            },
-            ["claim_token", "lease_expires", "attributes", "etag", "size_bytes", "version_id"],
-            condition,
-            condition_values,
-        )
-        previous = self._update_meta(event, args)
-        if previous is None:
-            return False
-        self._clean_after(event, previous, keep_sequencer=None)
+        one_version = event.removes_one_version
+        tombstone = {
+            "status": Status.DELETED.value,
+            "sequencer": event.sequencer,
+            "expires_at": int(now.timestamp()) + ttl_seconds,
+            "detected_at": _iso(now),
+            "reason": event.event_name,
+            "removed_scope": SCOPE_VERSION if one_version else SCOPE_OBJECT,
+            "bucket": event.ref.bucket,
+            "object_key": event.ref.key,
+            "event_time": event.event_time,
+            "version_id": event.ref.version_id,
+            "face_count": 0,
+            "face_chunks": 0,
+        }
+        cleared = ["claim_token", "claim_request_id", "lease_expires", "attributes", "etag", "size_bytes"]
+        values: dict[str, Any] = {":seq": event.sequencer, ":vid": event.ref.version_id}
+        if one_version:
+            condition = "attribute_not_exists(#pk) OR (#vid = :vid AND #seq < :seq)"
+            add: dict[str, Any] | None = {"removed_versions": {event.ref.version_id}}
+        else:
+            condition = "attribute_not_exists(#pk) OR #seq < :seq OR (#status = :deleted AND #scope = :vscope)"
+            values.update({":deleted": Status.DELETED.value, ":vscope": SCOPE_VERSION})
+            add = None
+        for _ in range(2):
+            previous = self._update_meta(event, _update_args(tombstone, cleared, condition, values, add=add))
+            if previous is not None:
+                self._clean_after(event, previous, keep_sequencer=None)
+                return True
+            if not one_version:
+                return False
+            # The stored item belongs to another version: keep it, and remember that this version is gone.
+            note = _update_args({}, [], "attribute_exists(#pk)", {}, add={"removed_versions": {event.ref.version_id}})
+            noted = self._update_meta(event, note)
+            if noted is not None:
+                return False
+        return False
+
+    # ---- malformed records ------------------------------------------------------------------------
+    def note_malformed(self, fingerprint: str, reason: str, now: datetime, ttl_seconds: int) -> bool:
+        """Remember a malformed record (by a fingerprint of its content): True the first time only, so a
+        Lambda retry of its event does not dead-letter it again. Not an image: no bucket/key, not listed."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_ser(
+                    {
+                        "pk": f"{MALFORMED_PREFIX}{fingerprint}",
+                        "sk": META,
+                        "reason": reason,
+                        "detected_at": _iso(now),
+                        "expires_at": int(now.timestamp()) + ttl_seconds,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
         return True
+
+    def forget_malformed(self, fingerprint: str) -> None:
+        """Undo note_malformed when its dead-letter message could not be sent (the retry sends it)."""
+        key = {"pk": f"{MALFORMED_PREFIX}{fingerprint}", "sk": META}
+        self._client.delete_item(TableName=self._table, Key=_ser(key))
 
     # ---- helpers -------------------------------------------------------------------------------
     def _update_meta(self, event: ImageEvent, args: dict[str, Any]) -> dict[str, Any] | None:

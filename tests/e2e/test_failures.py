@@ -37,18 +37,13 @@ def test_images_the_service_cannot_read_are_rejected_with_its_reason(local: Loca
 
 
 def test_an_unreadable_object_goes_to_the_dlq_with_a_replayable_record(local: Local) -> None:
-    # Given an event for an object version that no longer exists
-    version = local.upload("vanished.jpg", samples.photo("camera.jpg"))
-    local.settle()
-    local.s3.delete_object(Bucket=local.p.bucket, Key="vanished.jpg", VersionId=version)
-    local.events += 1  # the version's removal event
-    local.settle()
+    # Given an event for an object that is not in the bucket (never stored, or removed unseen)
     assert local.p.runtime is not None
     record = {
         "eventName": "ObjectCreated:Put",
         "awsRegion": local.p.settings.region,
         "eventTime": "2026-11-28T12:00:00.000Z",
-        "s3": {"bucket": {"name": local.p.bucket}, "object": {"key": "vanished.jpg", "versionId": version,
+        "s3": {"bucket": {"name": local.p.bucket}, "object": {"key": "vanished.jpg",
                                                                 "sequencer": "FFFFFFFFFFFFFFFFFF"}},
     }  # fmt: skip
     local.p.runtime.invoke_async({"Records": [record]})
@@ -59,6 +54,34 @@ def test_an_unreadable_object_goes_to_the_dlq_with_a_replayable_record(local: Lo
     assert failure["responsePayload"]["errorType"] == "InvalidS3ObjectException"
     assert failure["requestPayload"] == {"Records": [record]}
     assert local.result("vanished.jpg").status == "FAILED"
+
+
+def test_a_late_create_of_a_version_deleted_for_good_ends_deleted_not_dead_lettered(local: Local) -> None:
+    # Given a version analysed, then deleted for good (its removal event seen)
+    version = local.upload("deleted.jpg", samples.photo("camera.jpg"))
+    local.settle()
+    local.s3.delete_object(Bucket=local.p.bucket, Key="deleted.jpg", VersionId=version)
+    local.events += 1
+    local.settle()
+    calls = local.detect_calls
+    assert local.p.runtime is not None
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "awsRegion": local.p.settings.region,
+        "eventTime": "2026-11-28T12:00:00.000Z",
+        "s3": {"bucket": {"name": local.p.bucket}, "object": {"key": "deleted.jpg", "versionId": version,
+                                                                "sequencer": "FFFFFFFFFFFFFFFFFF"}},
+    }  # fmt: skip
+
+    # When a create event of that version arrives late (S3 delivers in no order)
+    local.p.runtime.invoke_async({"Records": [record]})
+    local.events += 1
+    local.settle()
+
+    # Then the version stays deleted: no DetectFaces call, nothing in the DLQ
+    assert local.result("deleted.jpg").status == "DELETED"
+    assert local.detect_calls == calls
+    assert local.dlq() == []
 
 
 def test_throttling_at_the_quota_is_absorbed_without_losing_an_image(detector) -> None:

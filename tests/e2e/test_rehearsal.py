@@ -135,3 +135,114 @@ def test_every_object_ends_in_exactly_one_outcome_under_faults() -> None:
         assert faults.injected.get("ProvisionedThroughputExceededException", 0) > 0
     finally:
         pipeline.stop()
+
+
+def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcome() -> None:
+    """The sequences of the correctness issue, on the local pipeline: an attempt that dies holding its claim
+    (DetectFaces failing past its budget, then the release throttled), a version deleted for good whose
+    event beats the live version's, and objects whose current version comes back (a version deleted, a
+    delete marker removed), found again by backfill."""
+    from botocore.exceptions import ClientError
+
+    from detect_faces import handler
+    from facepipe import ops
+    from facepipe.local import LOCAL_FUNCTION
+
+    attempts = 4
+    calls: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def fault(request: dict[str, Any]) -> RekognitionError | None:
+        key = request["Image"]["S3Object"]["Name"]
+        with lock:
+            calls[key] = calls.get(key, 0) + 1
+            if key.startswith("died/") and calls[key] <= attempts:  # the first attempt's whole budget
+                return RekognitionError("InternalServerError", "Internal server error", status=500)
+        return None
+
+    settings = LocalSettings(
+        concurrency=4, retry_attempts=2, delay_scale=0.005, detect_max_attempts=attempts,
+        backoff_base_seconds=0.01, backoff_max_seconds=0.05, log_level="CRITICAL",
+    )  # fmt: skip
+    pipeline = LocalPipeline(settings, detector=FixedDetector(), fault=fault).start()
+    try:
+        local = Local(pipeline)
+        assert pipeline.runtime is not None
+        local.settle()
+
+        # The first attempt's release is throttled too: its claim stays PROCESSING, inside its lease.
+        results = handler.get_processor().results
+        release = results.release
+        released: set[str] = set()
+
+        def throttled_release(event: Any, claim: Any, reason: str) -> bool:
+            if event.ref.key.startswith("died/") and event.ref.key not in released:
+                released.add(event.ref.key)
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
+            return release(event, claim, reason)
+
+        results.release = throttled_release  # type: ignore[method-assign]
+        photo = samples.photo("astronaut.jpg")
+        died = {f"died/{i:02d}.jpg": local.upload(f"died/{i:02d}.jpg", photo) for i in range(8)}
+
+        # v1, v2, then v1 deleted for good; the deletion is delivered before v2's create
+        pipeline.runtime.pause()
+        live = {}
+        for i in range(8):
+            key = f"reorder/{i:02d}.jpg"
+            v1 = local.upload(key, photo)
+            live[key] = local.upload(key, photo + b"\0")
+            local.s3.delete_object(Bucket=pipeline.bucket, Key=key, VersionId=v1)
+            local.events += 1
+        staged = []
+        while True:
+            got = local.sqs.receive_message(QueueUrl=pipeline.notifications_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not got:
+                break
+            for message in got:
+                staged.append(json.loads(message["Body"]))
+                local.sqs.delete_message(QueueUrl=pipeline.notifications_url, ReceiptHandle=message["ReceiptHandle"])
+        staged.sort(key=lambda e: not e["Records"][0]["eventName"].startswith("ObjectRemoved"))
+        for event in staged:
+            pipeline.runtime.invoke_async(event)
+        pipeline.runtime.resume()
+        local.settle(timeout=120)
+
+        # current again: v2 deleted for good (v1 current), and a delete marker removed (undelete)
+        restored = {}
+        for i in range(4):
+            key = f"restored/{i:02d}.jpg"
+            restored[key] = local.upload(key, photo)
+            local.settle()
+            v2 = local.upload(key, photo + b"\0")
+            local.settle()
+            local.s3.delete_object(Bucket=pipeline.bucket, Key=key, VersionId=v2)
+            local.events += 1
+            key = f"undeleted/{i:02d}.jpg"
+            restored[key] = local.upload(key, photo)
+            local.settle()
+            marker = local.s3.delete_object(Bucket=pipeline.bucket, Key=key)["VersionId"]
+            local.events += 1
+            local.settle()
+            local.s3.delete_object(Bucket=pipeline.bucket, Key=key, VersionId=marker)
+            local.events += 1
+        local.settle()
+        target = ops.Target(pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION, client=pipeline.client)
+        invoked = 0
+        for prefix in ("restored/", "undeleted/", "reorder/", "died/"):
+            report = ops.backfill(target, f"s3://{pipeline.bucket}/{prefix}", limiter=ops.RateLimiter(100))
+            invoked += report.invoked
+        local.events += invoked
+        local.settle()
+
+        # ---- every image ends in its outcome ----
+        assert released == set(died)  # every first attempt died holding its claim
+        for key, version in {**died, **live, **restored}.items():
+            result = local.result(key)
+            assert (result.status, result.version_id, result.face_count) == ("DETECTED", version, 1), key
+        assert invoked == len(restored)  # backfill found exactly the objects that are current again
+        assert local.dlq() == []
+    finally:
+        pipeline.stop()

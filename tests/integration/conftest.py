@@ -16,7 +16,7 @@ from detect_faces import handler
 from detect_faces.retry import Backoff
 from detect_faces.settings import Settings
 from facepipe import resources
-from tests.builders import REGION, FakeContext
+from tests.builders import REGION, Clock, FakeContext, enforce_sqs_characters
 
 BUCKET = "uploads-bucket"
 TABLE = "results-table"
@@ -76,6 +76,7 @@ def aws() -> Iterator[Aws]:
         resources.create_bucket(s3, BUCKET, REGION)
         resources.create_table(dynamodb, TABLE)
         queue_url = resources.create_dlq(sqs, "dlq")
+        enforce_sqs_characters(sqs)
         yield Aws(s3=s3, dynamodb=dynamodb, sqs=sqs, queue_url=queue_url)
 
 
@@ -99,6 +100,7 @@ class Pipeline:
     sleeps: list[float]
     context: FakeContext
     capsys: Any
+    clock: Clock
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = handler.lambda_handler(event, self.context)
@@ -124,7 +126,11 @@ class Pipeline:
 
 def make_pipeline(aws: Aws, rekognition: Rekognition, capsys: Any, attributes: str = "DEFAULT") -> Pipeline:
     sleeps: list[float] = []
-    settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url, face_attributes=attributes)
+    clock = Clock()
+    # The lease the stack sets: the function's timeout (60 s) + 30 s.
+    settings = Settings(
+        results_table=TABLE, failure_queue_url=aws.queue_url, face_attributes=attributes, claim_lease_seconds=90
+    )
     backoff = Backoff(
         max_attempts=settings.detect_max_attempts,
         base_seconds=settings.backoff_base_seconds,
@@ -139,9 +145,10 @@ def make_pipeline(aws: Aws, rekognition: Rekognition, capsys: Any, attributes: s
             sqs=aws.sqs,
             settings=settings,
             backoff=backoff,
+            clock=clock,
         )
     )
-    return Pipeline(aws=aws, rekognition=rekognition, sleeps=sleeps, context=FakeContext(), capsys=capsys)
+    return Pipeline(aws=aws, rekognition=rekognition, sleeps=sleeps, context=FakeContext(), capsys=capsys, clock=clock)
 
 
 @pytest.fixture

@@ -95,15 +95,15 @@ def test_a_duplicate_of_a_dead_lettered_event_sends_no_second_dlq_message(pipeli
 def test_a_late_event_for_an_older_version_never_overwrites_the_newer_result(pipeline: Pipeline) -> None:
     # Given two uploads of one key; S3 delivers the newer event first
     v1 = pipeline.aws.put("same.jpg", JPEG_BYTES)
-    older = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES), version_id=v1, sequencer="00A1")
+    older = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES), version_id=v1, sequencer="0055A1F0")
     v2 = pipeline.aws.put("same.jpg", JPEG_BYTES + b"v2")
-    newer = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES) + 2, version_id=v2, sequencer="0000B2")
+    newer = s3_record(BUCKET, "same.jpg", size=len(JPEG_BYTES) + 2, version_id=v2, sequencer="0055B2")
     pipeline.rekognition.respond(detect_faces_response(5))
 
     pipeline.invoke(s3_event(newer))
     late = pipeline.invoke(s3_event(older))
 
-    # Then the older one is skipped without a DetectFaces call (sequencers compare as zero-padded hex)
+    # Then the older one is skipped without a DetectFaces call (sequencers compare right-padded with zeros)
     assert late["records"][0]["outcome"] == "skipped"
     assert late["records"][0]["reason"].startswith("stale")
     image = store(pipeline).get(BUCKET, "same.jpg")
@@ -250,3 +250,133 @@ def test_a_malformed_record_is_dead_lettered_at_once_and_the_others_processed(pi
     assert body["requestPayload"] == {"Records": [broken]}
     assert body["responsePayload"]["errorType"] == "InvalidEventError"
     assert "object" in body["responsePayload"]["errorMessage"]
+
+
+def test_a_malformed_record_is_dead_lettered_once_across_lambdas_retries(pipeline: Pipeline) -> None:
+    # Given an event whose malformed record sits beside a record that fails (throttled past the budget)
+    version = pipeline.aws.put("slow.jpg", JPEG_BYTES)
+    slow = s3_record(BUCKET, "slow.jpg", size=len(JPEG_BYTES), version_id=version)
+    broken = {"eventName": "ObjectCreated:Put", "s3": "x"}
+    for _ in range(2 * ATTEMPTS):
+        pipeline.rekognition.fail("ThrottlingException")
+    pipeline.rekognition.respond(detect_faces_response(1))
+
+    # When Lambda runs it three times (two failures, then success)
+    for _ in range(2):
+        with pytest.raises(ClientError):
+            pipeline.invoke(s3_event(broken, slow))
+    final = pipeline.invoke(s3_event(broken, slow))
+
+    # Then the malformed record has one DLQ message, and the other record its result
+    assert [r["outcome"] for r in final["records"]] == ["skipped", "detected"]
+    (message,) = pipeline.aws.dlq_messages()
+    assert json.loads(message["Body"])["requestPayload"] == {"Records": [broken]}
+
+
+def test_a_redrive_of_a_malformed_record_dead_letters_it_again_rather_than_losing_it(pipeline: Pipeline) -> None:
+    broken = {"eventName": "ObjectCreated:Put", "s3": {"object": "k.jpg"}}
+    pipeline.invoke(s3_event(broken))
+    (first,) = pipeline.aws.dlq_messages()
+    pipeline.aws.sqs.delete_message(QueueUrl=pipeline.aws.queue_url, ReceiptHandle=first["ReceiptHandle"])
+    pipeline.invoke({**s3_event(broken), "facepipeRedrive": "run-1"})
+    (again,) = pipeline.aws.dlq_messages()
+    assert json.loads(again["Body"])["requestPayload"]["facepipeRedrive"] == "run-1"
+
+
+@pytest.mark.parametrize("size", ["abc", -1, 1.5, True, {"n": 1}])
+def test_a_record_with_an_impossible_size_is_dead_lettered_at_once(pipeline: Pipeline, size) -> None:
+    version = pipeline.aws.put("sized.jpg", JPEG_BYTES)
+    record = s3_record(BUCKET, "sized.jpg", version_id=version)
+    record["s3"]["object"]["size"] = size
+
+    result = pipeline.invoke(s3_event(record))
+
+    assert result["records"][0]["outcome"] == "dead_lettered"
+    (message,) = pipeline.aws.dlq_messages()
+    assert json.loads(message["Body"])["responsePayload"]["errorType"] == "InvalidEventError"
+    assert pipeline.rekognition.calls == []
+
+
+@pytest.mark.parametrize("key", ["bell\x07.jpg", "nul\x00byte.jpg", "esc\x1b[0m.jpg", "\x0bvt.jpg"])
+def test_the_dlq_record_of_a_key_with_control_characters_is_sent_with_the_exact_key(
+    pipeline: Pipeline, key: str
+) -> None:
+    # Given a key SQS would refuse as a message attribute value, whose object is gone
+    record = s3_record(BUCKET, key, size=len(JPEG_BYTES), version_id="gone-version")
+
+    result = pipeline.invoke(s3_event(record))
+
+    # Then the record is dead-lettered; the body keeps the real key, the attribute a printable stand-in
+    assert result["records"][0]["outcome"] == "dead_lettered"
+    (message,) = pipeline.aws.dlq_messages()
+    body_key = json.loads(message["Body"])["requestPayload"]["Records"][0]["s3"]["object"]["key"]
+    assert ImageEvent.from_record(json.loads(message["Body"])["requestPayload"]["Records"][0]).ref.key == key
+    assert body_key == record["s3"]["object"]["key"]
+    assert message["MessageAttributes"]["key"]["StringValue"].replace("\ufffd", "") == "".join(
+        c for c in key if c >= " "
+    )
+
+
+def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
+    # Given the real handler and Logger, run on threads as local mode runs them, all inside one record at once
+    import logging
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from detect_faces import handler
+    from detect_faces import processor as processor_module
+    from tests.builders import FakeContext
+
+    n = 6
+    barrier = threading.Barrier(n, timeout=10)
+
+    class Detector:
+        region = "us-east-1"
+
+        def detect(self, ref, attributes, remaining_seconds=None):
+            barrier.wait()  # every invocation has set its keys before any logs its result
+            return detect_faces_response(1)["FaceDetails"]
+
+    class Inspector:
+        def inspect(self, ref, size):
+            return None
+
+    lines: list[dict] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(record)))
+
+    capture = Capture()
+    capture.setFormatter(handler.logger.registered_formatter)
+    service_logger = logging.getLogger(handler.logger.service)
+    service_logger.addHandler(capture)
+    loggers = [service_logger, logging.getLogger(processor_module.logger.name)]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.INFO)
+    settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url)
+    processor = handler.build_processor(s3=aws.s3, dynamodb=aws.dynamodb, sqs=aws.sqs, settings=settings)
+    processor.detector, processor.inspector = Detector(), Inspector()
+    handler.set_processor(processor)
+    try:
+        events = [s3_event(s3_record(BUCKET, f"burst/{i:05d}.jpg", size=len(JPEG_BYTES))) for i in range(n)]
+        with ThreadPoolExecutor(n) as pool:
+            results = list(
+                pool.map(lambda i: handler.lambda_handler(events[i], FakeContext(aws_request_id=f"req-{i}")), range(n))
+            )
+    finally:
+        service_logger.removeHandler(capture)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+        handler.set_processor(None)
+
+    # Then every line names the record and the request it belongs to
+    assert all(r["records"][0]["outcome"] == "detected" for r in results)
+    stored = [line for line in lines if line["message"] == "faces stored"]
+    assert len(stored) == n
+    assert sorted(line["object_key"] for line in stored) == [f"burst/{i:05d}.jpg" for i in range(n)]
+    for line in stored:
+        index = int(line["object_key"][6:11])
+        assert line["correlation_id"] == f"s3://{BUCKET}/{line['object_key']}"
+        assert line["function_request_id"] == f"req-{index}"

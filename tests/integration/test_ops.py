@@ -226,15 +226,15 @@ def test_redrive_deletes_only_what_the_function_accepted(env: Env) -> None:
     # two replays accepted and deleted; the refused one and the non-record stay, visible again
     assert env.dlq_depth() == 2 and env.visible() == 2
     left = {f.summary()["key"] for f in ops.list_failures(env.target)}
-    assert len(left & set(bodies)) == 1 and "" in left
+    assert len(left & set(bodies)) == 1 and ops.UNKNOWN_KEY in left
 
 
 def test_redrive_replays_the_request_payload_marked_as_a_redrive(env: Env) -> None:
     body = env.failure("a.jpg")
-    expected = json.dumps({**body["requestPayload"], "facepipeRedrive": True}).encode()
+    expected = json.dumps({**body["requestPayload"], "facepipeRedrive": "run-1"}).encode()
     env.stub.add_response("invoke", {"StatusCode": 202},
                           {"FunctionName": FUNCTION, "InvocationType": "Event", "Payload": expected})  # fmt: skip
-    report = ops.redrive(env.target, limiter=limiter(10, FakeClock()))
+    report = ops.redrive(env.target, limiter=limiter(10, FakeClock()), run_id="run-1")
     assert (report.replayed, env.dlq_depth()) == (1, 0)
 
 

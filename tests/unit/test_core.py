@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from detect_faces.gateways import failure_record
+from detect_faces.contract import BACKFILL_SEQUENCER
+from detect_faces.gateways import failure_record, sqs_attribute_value
 from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequencer
 from detect_faces.results import MAX_CHUNK_JSON_CHARS, chunk_faces, from_dynamo, to_dynamo
 from detect_faces.retry import Backoff
@@ -43,13 +44,30 @@ def test_bad_settings_fail_naming_the_variable(env: dict[str, str], named: str) 
         Settings.from_env(env)
 
 
-def test_sequencers_compare_as_left_padded_hex() -> None:
-    # S3: sequencers of one key may differ in length; left-pad with zeros, then compare
-    assert normalize_sequencer("00A1") < normalize_sequencer("0000B2")
-    assert normalize_sequencer("FF") < normalize_sequencer("100")
-    assert normalize_sequencer("0055b1a7") == normalize_sequencer("55B1A7")
-    with pytest.raises(InvalidEventError):
-        normalize_sequencer("not-hex")
+def test_sequencers_compare_right_padded_as_the_s3_user_guide_says() -> None:
+    # "To compare these values, first right pad the shorter value with zeros, and then do a lexicographical
+    # comparison." (S3 user guide, Event message structure)
+    assert normalize_sequencer("0055A1F0") < normalize_sequencer("0055B2")
+    assert normalize_sequencer("FF") > normalize_sequencer("100")
+    assert normalize_sequencer("0055b2") == normalize_sequencer("0055B200") == normalize_sequencer("0055B2")
+    # EventBridge's 16 digits against a notification's 18, for one moment of one key
+    assert normalize_sequencer("0055AED6DCD90281") < normalize_sequencer("0055AED6DCD90281E5")
+    # longer than the stored width: only trailing zeros are dropped, so the order holds
+    long = "1" + "0" * 45 + "1"
+    assert normalize_sequencer("1" + "0" * 50) < normalize_sequencer(long) < normalize_sequencer("2")
+
+
+@pytest.mark.parametrize("bad", ["0x1", "-1", "1_0", "+F", "\u0661\u0662", " 1", "1 ", "", "G1", 16, 1.5])
+def test_sequencers_are_parsed_strictly_as_hex_digits(bad: object) -> None:
+    with pytest.raises(InvalidEventError, match="sequencer"):
+        normalize_sequencer(bad)  # type: ignore[arg-type]
+
+
+def test_the_backfill_sequencer_loses_to_every_real_one() -> None:
+    lowest = normalize_sequencer(BACKFILL_SEQUENCER)
+    assert lowest == normalize_sequencer(None) == "0" * 40
+    for real in ("1", "00000000000000000001", "0055AED6DCD90281E5", "8" + "0" * 60 + "1"):
+        assert lowest < normalize_sequencer(real)
 
 
 def test_event_records_are_decoded_once() -> None:
@@ -163,3 +181,11 @@ def test_lazy_client_is_built_once_on_first_use() -> None:
     assert lazy.send_message(QueueUrl="q") == "sent"
     assert lazy.send_message(QueueUrl="q") == "sent"
     assert built == [1]
+
+
+def test_sqs_attribute_values_keep_printable_text_and_replace_what_sqs_refuses() -> None:
+    assert sqs_attribute_value("año/ひ 😀.jpg") == "año/ひ 😀.jpg"
+    assert sqs_attribute_value("a\x00b\x07c\ud800.jpg") == "a\ufffdb\ufffdc\ufffd.jpg"
+    assert sqs_attribute_value("tab\tnew\nline\r") == "tab\tnew\nline\r"
+    assert len(sqs_attribute_value("k" * 5000)) == 1024
+    assert sqs_attribute_value("") == "-"  # SQS refuses an empty value
