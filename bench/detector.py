@@ -14,8 +14,8 @@ import numpy as np
 from common import median, percentile
 from PIL import Image
 
-from facepipe import samples
-from facepipe.detector import CenterFaceDetector
+from facepipe.local import photos as samples
+from facepipe.local.centerface import CenterFaceDetector
 
 
 def rgb(data: bytes) -> np.ndarray:

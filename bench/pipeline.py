@@ -12,8 +12,8 @@ import time
 from common import median, percentile
 
 from detect_faces.results import ResultsStore
-from facepipe import samples
 from facepipe.local import LocalSettings, running
+from facepipe.local import photos as samples
 
 
 def main() -> None:

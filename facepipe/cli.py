@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import sys
 import textwrap
@@ -13,14 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "lambdas") not in sys.path:  # the function's package, exactly as deployed
-    sys.path.insert(0, str(ROOT / "lambdas"))
+from botocore.exceptions import BotoCoreError, ClientError
 
-
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
-
-from facepipe.ops import OpsError  # noqa: E402
+from facepipe.ops import OpsError
 
 
 class CliError(Exception):
@@ -39,59 +33,23 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from detect_faces.results import ResultsStore
-
-    from . import samples
-    from .annotate import annotate, save
-    from .local import LocalSettings, running
+    from .local import demo
 
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    demo = samples.demo_set()
-    print("Starting local AWS (moto), the DetectFaces emulator (CenterFace) and the local Lambda runtime...")
-    with running(LocalSettings(concurrency=args.concurrency)) as pipeline:
-        s3 = pipeline.client("s3")
-        print(f"Uploading {len(demo)} files to s3://{pipeline.bucket}/ ...")
-        for sample in demo:
-            s3.put_object(Bucket=pipeline.bucket, Key=sample.key, Body=sample.body)
-        # one s3:TestEvent (sent when notifications were configured) plus one event per upload
-        if not pipeline.wait_for_events(len(demo) + 1, timeout=args.timeout):
-            raise CliError(f"not every upload reached an outcome within {args.timeout:.0f}s")
-        store = ResultsStore(pipeline.client("dynamodb"), pipeline.table)
-        rows, failures = [], 0
-        for sample in demo:
-            result = store.get(pipeline.bucket, sample.key)
-            status = result.status if result else "MISSING"
-            if result and result.status == "DETECTED":
-                got = f"faces:{result.face_count}"
-            elif result and result.reason:
-                got = f"{status.lower()}:{result.reason.split(':')[0]}"
-            else:
-                got = status
-            ok = got == sample.expected
-            failures += not ok
-            annotated = ""
-            if result and result.faces:
-                name = re.sub(r"[^A-Za-z0-9._-]+", "_", sample.key.split("/")[-1].rsplit(".", 1)[0]) + ".png"
-                save(annotate(sample.body, result.faces), str(out / name))
-                annotated = name
-            reason = (result.reason or "") if result else ""
-            faces = str(result.face_count) if result and result.face_count is not None else "-"
-            rows.append([sample.key, status, faces, sample.expected, "ok" if ok else "UNEXPECTED",
-                         textwrap.shorten(reason, 60), annotated])  # fmt: skip
-        print()
-        print(_table(rows, ["key", "status", "faces", "expected", "check", "reason", "annotated"]))
-        stats = pipeline.runtime.stats if pipeline.runtime else None
-        emu = pipeline.emulator.stats if pipeline.emulator else None
-        print()
-        if stats and emu:
-            print(f"Lambda invocations: {stats.invocations} (errors {stats.errors}, sent to DLQ {stats.dead_lettered});"
-                  f" DetectFaces calls: {emu.requests}, faces found: {emu.faces}")  # fmt: skip
-        print("DetectFaces answers come from the local emulator: BoundingBox, Confidence, five landmarks, Pose and")
-        print("Quality from a real detector (CenterFace); ALL-only attributes (age, emotions, ...) are not emulated.")
-        print(f"Annotated images: {out}")
-    if failures:
-        print(f"{failures} outcome(s) differ from what the demo expects", file=sys.stderr)
+    try:
+        run = demo.run(out, args.concurrency, args.timeout)
+    except demo.DemoTimeout as exc:
+        raise CliError(str(exc)) from None
+    print()
+    print(_table(run.rows, demo.HEADERS))
+    print()
+    if run.summary:
+        print(run.summary)
+    print("DetectFaces answers come from the local emulator: BoundingBox, Confidence, five landmarks, Pose and")
+    print("Quality from a real detector (CenterFace); ALL-only attributes (age, emotions, ...) are not emulated.")
+    print(f"Annotated images: {out}")
+    if run.unexpected:
+        print(f"{run.unexpected} outcome(s) differ from what the demo expects", file=sys.stderr)
         return 1
     return 0
 
@@ -116,7 +74,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(signum, lambda *_: stop.set())
-    from .detector import FixedDetector
+    from .local.centerface import FixedDetector
 
     detector = FixedDetector() if args.fast_detector else None
     with running(settings, port=args.port, on_result=report, detector=detector) as pipeline:
@@ -135,28 +93,16 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             or with boto3: boto3.client("s3", endpoint_url="{pipeline.endpoint}", ...).upload_file(...)
             Operate it like a deployed stack: python -m facepipe results --local  (failures, redrive, backfill, show)
             """), flush=True)  # fmt: skip
-        from .local import LOCAL_FUNCTION
-        from .ops import state_file, write_local_state
+        from .local import state
 
-        write_local_state(
-            {
-                "endpoint": pipeline.endpoint,
-                "rekognition_endpoint": pipeline.rekognition_endpoint,
-                "lambda_endpoint": pipeline.lambda_endpoint,
-                "region": pipeline.settings.region,
-                "bucket": pipeline.bucket,
-                "table": pipeline.table,
-                "dlq_url": pipeline.dlq_url,
-                "function_name": LOCAL_FUNCTION,
-            }
-        )
+        state.write(pipeline.state())
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
         finally:
-            state_file().unlink(missing_ok=True)
+            state.clear()
     print("stopped")
     return 0
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from constructs import Construct
 
+from detect_faces.settings import Settings
+
 PREFIX = "facepipe:"
 POWERTOOLS_VERSION = "3.37.0"
-SERVICE_NAME = "facepipe"
-METRICS_NAMESPACE = "Facepipe"
 LAYER_DIR = "build/powertools-layer"
 LAMBDA_CODE_DIR = "lambdas"
 HANDLER = "detect_faces.handler.lambda_handler"
@@ -28,7 +28,7 @@ class ContextError(ValueError):
 
 @dataclass(frozen=True)
 class FacepipeConfig:
-    face_attributes: str = "DEFAULT"
+    face_attributes: str = Settings.face_attributes
     # None: no reservation. A new account may have a concurrency limit of 10, and Lambda refuses any
     # reservation that leaves less than 10 unreserved; set it (see README) once the account has headroom.
     reserved_concurrency: int | None = None
@@ -43,7 +43,7 @@ class FacepipeConfig:
     alarm_email: str | None = None
     memory_mb: int = 256
     timeout_seconds: int = 60
-    detect_max_attempts: int = 10
+    detect_max_attempts: int = Settings.detect_max_attempts
 
     @classmethod
     def from_context(cls, scope: Construct) -> FacepipeConfig:

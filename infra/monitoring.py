@@ -11,7 +11,9 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .config import METRICS_NAMESPACE, SERVICE_NAME, FacepipeConfig
+from detect_faces.contract import METRICS_NAMESPACE, SERVICE_NAME, Metric
+
+from .config import FacepipeConfig
 
 
 class Monitoring(Construct):
@@ -62,7 +64,7 @@ class Monitoring(Construct):
             alarm.add_alarm_action(action)
             self.alarm_constructs[name] = alarm
 
-        def app_metric(name: str, label: str) -> cw.Metric:
+        def app_metric(name: Metric, label: str) -> cw.Metric:
             return cw.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=name,
@@ -77,18 +79,18 @@ class Monitoring(Construct):
             cw.GraphWidget(
                 title="Images",
                 left=[
-                    app_metric("ImagesDetected", "detected"),
-                    app_metric("ImagesRejected", "rejected"),
-                    app_metric("ImagesSentToDLQ", "sent to DLQ"),
-                    app_metric("DuplicateOrStaleEvents", "duplicate/stale skipped"),
+                    app_metric(Metric.DETECTED, "detected"),
+                    app_metric(Metric.REJECTED, "rejected"),
+                    app_metric(Metric.DEAD_LETTERED, "sent to DLQ"),
+                    app_metric(Metric.SKIPPED, "duplicate/stale skipped"),
                 ],
                 width=12,
             ),
-            cw.GraphWidget(title="Faces found", left=[app_metric("FacesFound", "faces")], width=12),
+            cw.GraphWidget(title="Faces found", left=[app_metric(Metric.FACES, "faces")], width=12),
             cw.GraphWidget(
                 title="Throttling",
                 left=[
-                    app_metric("ThrottledRetries", "DetectFaces throttled retries"),
+                    app_metric(Metric.THROTTLED_RETRIES, "DetectFaces throttled retries"),
                     throttles.with_(label="Lambda throttles"),
                 ],
                 width=12,

@@ -7,16 +7,21 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from .config import FacepipeConfig
-from .detector import DetectorFunction
-from .monitoring import Monitoring
-from .storage import FailureQueue, ResultsTable, UploadsBucket
+from detect_faces.contract import (
+    OUTPUT_ALARM_TOPIC,
+    OUTPUT_BUCKET,
+    OUTPUT_DLQ_NAME,
+    OUTPUT_DLQ_URL,
+    OUTPUT_FUNCTION,
+    OUTPUT_TABLE,
+)
 
-# Output names the operator CLI resolves (python -m facepipe --stack NAME ...).
-OUTPUT_BUCKET = "UploadsBucketName"
-OUTPUT_TABLE = "ResultsTableName"
-OUTPUT_DLQ_URL = "DeadLetterQueueUrl"
-OUTPUT_FUNCTION = "DetectorFunctionName"
+from .config import FacepipeConfig
+from .dead_letter_queue import DeadLetterQueue
+from .function import DetectFacesFunction
+from .monitoring import Monitoring
+from .results_table import ResultsTable
+from .uploads import UploadsBucket
 
 
 class FacepipeStack(Stack):
@@ -25,8 +30,8 @@ class FacepipeStack(Stack):
         self.config = config or FacepipeConfig.from_context(self)
         self.uploads = UploadsBucket(self, "Uploads", config=self.config)
         self.results = ResultsTable(self, "Results", config=self.config)
-        self.failures = FailureQueue(self, "DeadLetters", config=self.config)
-        self.detector = DetectorFunction(
+        self.failures = DeadLetterQueue(self, "DeadLetters", config=self.config)
+        self.detector = DetectFacesFunction(
             self,
             "Detector",
             config=self.config,
@@ -40,6 +45,6 @@ class FacepipeStack(Stack):
         CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.bucket.bucket_name, description="Upload images here")
         CfnOutput(self, OUTPUT_TABLE, value=self.results.table.table_name, description="Face detection results")
         CfnOutput(self, OUTPUT_DLQ_URL, value=self.failures.queue.queue_url, description="Failure records")
-        CfnOutput(self, "DeadLetterQueueName", value=self.failures.queue.queue_name)
+        CfnOutput(self, OUTPUT_DLQ_NAME, value=self.failures.queue.queue_name)
         CfnOutput(self, OUTPUT_FUNCTION, value=self.detector.function.function_name)
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, OUTPUT_ALARM_TOPIC, value=self.monitoring.topic.topic_arn)

@@ -48,10 +48,11 @@ def build_processor(
     import boto3
     from botocore.config import Config
 
-    from .gateways import FaceDetector, FailureQueue, ObjectInspector
-    from .processor import retry_hook
+    from .dead_letters import DeadLetterWriter
+    from .objects import ObjectInspector
+    from .rekognition import RekognitionFaces
     from .results import ResultsStore
-    from .retry import Backoff
+    from .retry import Backoff, retry_hook
     from .settings import Settings
 
     settings = settings or Settings.from_env()
@@ -67,13 +68,13 @@ def build_processor(
     sink = overrides.pop("metrics", metrics)
     return Processor(
         settings=settings,
-        detector=FaceDetector(
+        rekognition=RekognitionFaces(
             rekognition or session.client("rekognition", config=single), backoff, on_retry=retry_hook(sink)
         ),
         inspector=ObjectInspector(s3 or session.client("s3", config=standard)),
         results=ResultsStore(dynamodb or session.client("dynamodb", config=standard), settings.results_table),
         # The DLQ path is rare: its client need not cost cold start.
-        failures=FailureQueue(
+        dead_letters=DeadLetterWriter(
             sqs or LazyClient(lambda: session.client("sqs", config=standard)), settings.failure_queue_url
         ),
         metrics=sink,

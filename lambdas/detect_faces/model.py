@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -18,13 +19,9 @@ MIN_IMAGE_PIXELS = 80
 SEQUENCER_WIDTH = 40
 
 
-class Status(enum.StrEnum):
-    PROCESSING = "PROCESSING"  # claimed by an invocation that is working on it
-    DETECTED = "DETECTED"  # DetectFaces succeeded; face_count may be 0
-    REJECTED = "REJECTED"  # the object can never be analysed (format, size, corrupt); not retried
-    FAILED = "FAILED"  # sent to the DLQ by the function (object unreadable); redrive to retry
-    RETRYING = "RETRYING"  # the invocation failed; Lambda retries, then its on-failure destination (DLQ)
-    DELETED = "DELETED"  # tombstone: the object was removed, its face data deleted
+def utc_iso(moment: datetime | None = None) -> str:
+    """A UTC timestamp as AWS writes them: 2026-11-28T12:00:00.000Z (now, when no moment is given)."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Outcome(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""The plain core: every S3 record of an event to exactly one outcome (DESIGN.md §1, routing table)."""
+"""The plain core: every S3 record of an event to exactly one outcome (docs/DESIGN.md, routing table)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,23 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
-from .contract import REDRIVE_FLAG
-from .gateways import (
-    THROTTLE_CODES,
-    FaceDetector,
-    FailureQueue,
-    ImageRejected,
-    ObjectInspector,
-    ObjectUnreadable,
-    error_code,
-    error_message,
-)
+from .contract import REDRIVE_FLAG, Metric, Status
+from .dead_letters import DeadLetterWriter
+from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, Outcome, RecordResult
+from .objects import ObjectInspector
+from .rekognition import RekognitionFaces
 from .results import ResultsStore
+from .retry import MetricsSink
 from .settings import Settings
 
 logger = Logger(child=True)
-
-
-class MetricsSink(Protocol):
-    def add_metric(self, name: str, unit: str, value: float) -> None: ...
 
 
 class InvocationContext(Protocol):
@@ -55,35 +46,23 @@ class ImageBusyError(Exception):
     expired; succeeding would end the event with no outcome if the holder had died."""
 
 
-@dataclass(frozen=True)
-class Metric:
-    DETECTED = "ImagesDetected"
-    FACES = "FacesFound"
-    REJECTED = "ImagesRejected"
-    DEAD_LETTERED = "ImagesSentToDLQ"
-    THROTTLED_RETRIES = "ThrottledRetries"
-    SKIPPED = "DuplicateOrStaleEvents"
-    DELETED = "ResultsDeleted"
-    FAILED = "RecordsFailed"
-
-
 class Processor:
     def __init__(
         self,
         settings: Settings,
-        detector: FaceDetector,
+        rekognition: RekognitionFaces,
         inspector: ObjectInspector,
         results: ResultsStore,
-        failures: FailureQueue,
+        dead_letters: DeadLetterWriter,
         metrics: MetricsSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.settings = settings
-        self.detector = detector
+        self.rekognition = rekognition
         self.inspector = inspector
         self.results = results
-        self.failures = failures
+        self.dead_letters = dead_letters
         self.metrics = metrics
         self.clock = clock
         self.new_token = new_token
@@ -111,7 +90,7 @@ class Processor:
             except Exception as exc:
                 key = _key_of(raw)
                 logger.exception("record failed", key=key, error_type=type(exc).__name__)
-                self.metrics.add_metric(name=Metric.FAILED, unit="Count", value=1)
+                self.metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
                 failed.append((key, exc))
         logger.thread_safe_clear_keys()
         if len(failed) == 1:
@@ -138,7 +117,7 @@ class Processor:
             changed = self.inspector.not_current(event.ref, event.etag)
             if changed:
                 logger.info("backfill record skipped", reason=changed)
-                self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+                self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
                 return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"backfill: {changed}")
 
         now = self.clock()
@@ -159,7 +138,7 @@ class Processor:
                 )
             reason = _skip_reason(event, stored)
             logger.info("event skipped", reason=reason, stored_status=stored.get("status"))
-            self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+            self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
         try:
@@ -167,23 +146,23 @@ class Processor:
         except Exception as exc:
             reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
             try:
-                self.results.release(event, claim, reason)
+                self.results.mark_retrying(event, claim, reason)
             except Exception:
                 # The claim stays PROCESSING until its lease ends; Lambda's retry (same request id) retakes it.
-                logger.exception("could not release claim")
+                logger.exception("could not mark the claim RETRYING")
             raise
 
     def _analyse(self, event: ImageEvent, claim: Any, context: InvocationContext, redrive: Any) -> RecordResult:
         key = event.ref.key
         try:
-            if event.region and event.region != self.detector.region:
+            if event.region and event.region != self.rekognition.region:
                 raise ObjectUnreadable(
                     "InvalidS3ObjectException",
-                    f"bucket is in {event.region} but Rekognition is called in {self.detector.region};"
+                    f"bucket is in {event.region} but Rekognition is called in {self.rekognition.region};"
                     " Rekognition reads S3 objects only in its own region",
                 )
             self.inspector.inspect(event.ref, event.size)
-            faces = self.detector.detect(
+            faces = self.rekognition.detect(
                 event.ref,
                 self.settings.face_attributes,
                 remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
@@ -193,7 +172,7 @@ class Processor:
             if not stored:
                 return self._superseded(event)
             logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
-            self.metrics.add_metric(name=Metric.REJECTED, unit="Count", value=1)
+            self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
             return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
         except ObjectUnreadable as unreadable:
             message_id = self._send_failure(event, unreadable.code, unreadable.message, context, redrive)
@@ -204,14 +183,14 @@ class Processor:
                 reason=unreadable.message,
                 message_id=message_id,
             )
-            self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
+            self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
             return RecordResult(key, Outcome.DEAD_LETTERED, reason=unreadable.code)
 
         if not self.results.store_detected(event, claim, faces, self.settings.face_attributes, self.clock()):
             return self._superseded(event)
         logger.info("faces stored", faces=len(faces))
-        self.metrics.add_metric(name=Metric.DETECTED, unit="Count", value=1)
-        self.metrics.add_metric(name=Metric.FACES, unit="Count", value=len(faces))
+        self.metrics.add_metric(name=Metric.DETECTED, unit=MetricUnit.Count, value=1)
+        self.metrics.add_metric(name=Metric.FACES, unit=MetricUnit.Count, value=len(faces))
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
     def _dead_letter_malformed(
@@ -234,7 +213,7 @@ class Processor:
                 self.results.forget_malformed(fingerprint)
             raise
         logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
-        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit="Count", value=1)
+        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
         return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
 
     def _send_failure(
@@ -246,7 +225,7 @@ class Processor:
         redrive: Any = None,
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
-        return self.failures.send(
+        return self.dead_letters.send(
             record,
             error_type=error_type,
             error_message=message,
@@ -260,37 +239,26 @@ class Processor:
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
         logger.info("result discarded: a newer event took the image while this one was processed")
-        self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+        self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
         return RecordResult(event.ref.key, Outcome.SKIPPED, reason="superseded by a newer event")
 
     def _remove(self, event: ImageEvent) -> RecordResult:
         if self.results.remove(event, self.clock(), self.settings.tombstone_ttl_seconds):
             logger.info("results deleted")
-            self.metrics.add_metric(name=Metric.DELETED, unit="Count", value=1)
+            self.metrics.add_metric(name=Metric.DELETED, unit=MetricUnit.Count, value=1)
             return RecordResult(event.ref.key, Outcome.DELETED)
         if event.removes_one_version:
             reason = "removal of another version: the stored result is kept"
         else:
             reason = "removal older than stored result"
         logger.info("removal skipped", reason=reason)
-        self.metrics.add_metric(name=Metric.SKIPPED, unit="Count", value=1)
+        self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
         return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
-
-
-def retry_hook(metrics: MetricsSink) -> Callable[[str, int, float], None]:
-    """FaceDetector's retry hook: a metric for each throttled DetectFaces call that is retried."""
-
-    def on_retry(code: str, attempt: int, pause: float) -> None:
-        if code in THROTTLE_CODES:
-            metrics.add_metric(name=Metric.THROTTLED_RETRIES, unit="Count", value=1)
-        logger.warning("DetectFaces retried", error_code=code, attempt=attempt, pause_seconds=round(pause, 3))
-
-    return on_retry
 
 
 def _held_by_another_live_claim(event: ImageEvent, stored: dict[str, Any], now: datetime) -> bool:
     return (
-        stored.get("status") == "PROCESSING"
+        stored.get("status") == Status.PROCESSING
         and str(stored.get("sequencer", "")) == event.sequencer
         and int(stored.get("lease_expires") or 0) >= int(now.timestamp())
     )
@@ -302,12 +270,12 @@ def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
     if event.ref.version_id and event.ref.version_id in (stored.get("removed_versions") or set()):
         return "stale: this version was deleted"
     if event.is_backfill:
-        if status in ("DETECTED", "REJECTED"):
+        if status in (Status.DETECTED, Status.REJECTED):
             return f"backfill: already {status} for this version"
         return f"backfill: another event holds the image ({status})"
     if stored_seq > event.sequencer:
         return f"stale: a newer event is stored ({status})"
-    if status == "PROCESSING":
+    if status == Status.PROCESSING:
         return "duplicate: the same event is being processed"
     return f"duplicate: already {status}"
 

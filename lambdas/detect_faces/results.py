@@ -7,27 +7,37 @@ Layout (pk = "<bucket>/<key>"):
 One Query on pk returns everything known about the image. FaceDetails are split into chunks that stay
 well under DynamoDB's 400 KB item limit, so 100 faces with Attributes=ALL store completely.
 Chunks are keyed by sequencer: a slower, older writer can never overwrite a newer result's faces, and
-META names the sequencer whose chunks are current.
+META_SK names the sequencer whose chunks are current.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .gateways import error_code
-from .model import ImageEvent, Status
+from .contract import (
+    FACES_SK_PREFIX,
+    INDEX_BY_KEY,
+    INDEX_PARTITION_KEY,
+    INDEX_SORT_KEY,
+    MALFORMED_PK_PREFIX,
+    META_SK,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TTL_ATTRIBUTE,
+    Status,
+)
+from .errors import error_code
+from .model import ImageEvent, utc_iso
 
-META = "META"
-FACES_PREFIX = "FACES#"
-MALFORMED_PREFIX = "#malformed/"  # pk of a malformed record's marker (no S3 bucket name starts with '#')
 # JSON length is an upper bound for DynamoDB's size of the same data; keep chunks far below 400 KB.
 MAX_CHUNK_JSON_CHARS = 300_000
 
@@ -66,7 +76,7 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any]:
 # Every attribute is referenced through a placeholder: several of ours (status, bucket, size...) are
 # DynamoDB reserved words.
 _CONDITION_NAMES = {
-    "#pk": "pk",
+    "#pk": TABLE_PARTITION_KEY,
     "#status": "status",
     "#seq": "sequencer",
     "#lease": "lease_expires",
@@ -81,7 +91,7 @@ _CONDITION_NAMES = {
 SCOPE_VERSION = "version"
 SCOPE_OBJECT = "object"
 # Result fields of a finished event: a new claim clears them, so no claim shows another version's result.
-_RESULT_FIELDS = ["reason", "expires_at", "face_count", "detected_at", "attributes", "face_chunks", "removed_scope"]
+_RESULT_FIELDS = ["reason", TTL_ATTRIBUTE, "face_count", "detected_at", "attributes", "face_chunks", "removed_scope"]
 
 
 def _update_args(
@@ -148,7 +158,7 @@ def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_JSON_CHARS) 
 class Claim:
     acquired: bool
     token: str
-    previous: dict[str, Any] = field(default_factory=dict)  # the META item before the claim (or the blocker)
+    previous: dict[str, Any] = field(default_factory=dict)  # the META_SK item before the claim (or the blocker)
 
 
 @dataclass
@@ -167,9 +177,6 @@ class ImageResult:
     event_time: str | None
     faces: list[dict[str, Any]]
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class ResultsStore:
     def __init__(self, client: Any, table_name: str) -> None:
@@ -179,25 +186,44 @@ class ResultsStore:
     # ---- reads -------------------------------------------------------------------------------
     def get(self, bucket: str, key: str) -> ImageResult | None:
         """Everything known about one image, from one (paginated) Query."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": image_pk(bucket, key)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(decode_item(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return assemble(items)
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY},
+            ExpressionAttributeValues={":pk": {"S": image_pk(bucket, key)}},
+            ConsistentRead=True,
+        )
+        return assemble([decode_item(i) for page in pages for i in page.get("Items", [])])
+
+    def list_summaries(self, bucket: str, prefix: str = "") -> Iterator[ImageResult]:
+        """Every image of a bucket under a key prefix, in key order, without faces: a Query of the sparse
+        by-key index, which holds the summary items only."""
+        names = {"#b": INDEX_PARTITION_KEY}
+        values: dict[str, Any] = {":bucket": {"S": bucket}}
+        condition = "#b = :bucket"
+        if prefix:  # begins_with needs a non-empty prefix
+            names["#k"] = INDEX_SORT_KEY
+            values[":prefix"] = {"S": prefix}
+            condition += " AND begins_with(#k, :prefix)"
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=INDEX_BY_KEY,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                result = assemble([decode_item(item)])
+                if result is not None:
+                    yield result
 
     def summary(self, bucket: str, key: str) -> dict[str, Any] | None:
-        """The image's summary item (META) alone: status, version, ETag, sequencer; no faces."""
+        """The image's summary item (META_SK) alone: status, version, ETag, sequencer; no faces."""
         response = self._client.get_item(
-            TableName=self._table, Key=_ser({"pk": image_pk(bucket, key), "sk": META}), ConsistentRead=True
+            TableName=self._table,
+            Key=_ser({TABLE_PARTITION_KEY: image_pk(bucket, key), TABLE_SORT_KEY: META_SK}),
+            ConsistentRead=True,
         )
         item = response.get("Item")
         return decode_item(item) if item else None
@@ -277,7 +303,7 @@ class ResultsStore:
         )
         previous = self._update_meta(event, args)
         if previous is None:
-            current = self._client.get_item(TableName=self._table, Key=self._key(event, META), ConsistentRead=True)
+            current = self._client.get_item(TableName=self._table, Key=self._key(event, META_SK), ConsistentRead=True)
             return Claim(acquired=False, token=token, previous=decode_item(current.get("Item", {})))
         return Claim(acquired=True, token=token, previous=previous)
 
@@ -291,7 +317,7 @@ class ResultsStore:
                 TableName=self._table,
                 Item=_ser(
                     {
-                        **self._key_values(event, f"{FACES_PREFIX}{event.sequencer}#{index:04d}"),
+                        **self._key_values(event, f"{FACES_SK_PREFIX}{event.sequencer}#{index:04d}"),
                         "sequencer": event.sequencer,
                         "faces": to_dynamo(chunk),
                     }
@@ -305,7 +331,7 @@ class ResultsStore:
             extra={
                 "face_count": len(faces),
                 "attributes": attributes,
-                "detected_at": _iso(now),
+                "detected_at": utc_iso(now),
                 "face_chunks": len(chunks),
             },
         )
@@ -321,13 +347,13 @@ class ResultsStore:
     def store_failed(self, event: ImageEvent, claim: Claim, reason: str, now: datetime) -> bool:
         return self._finish_and_clean(event, claim, Status.FAILED, reason, now)
 
-    def release(self, event: ImageEvent, claim: Claim, reason: str) -> bool:
+    def mark_retrying(self, event: ImageEvent, claim: Claim, reason: str) -> bool:
         """The invocation is failing: let Lambda's retry (same sequencer) claim the image again."""
         return self._finish(event, claim, Status.RETRYING, reason=reason, extra={})
 
     def _finish_and_clean(self, event: ImageEvent, claim: Claim, status: Status, reason: str, now: datetime) -> bool:
         committed = self._finish(
-            event, claim, status, reason=reason, extra={"face_count": 0, "detected_at": _iso(now), "face_chunks": 0}
+            event, claim, status, reason=reason, extra={"face_count": 0, "detected_at": utc_iso(now), "face_chunks": 0}
         )
         if committed:
             self._clean_after(event, claim.previous, keep_sequencer=None)
@@ -361,8 +387,8 @@ class ResultsStore:
         tombstone = {
             "status": Status.DELETED.value,
             "sequencer": event.sequencer,
-            "expires_at": int(now.timestamp()) + ttl_seconds,
-            "detected_at": _iso(now),
+            TTL_ATTRIBUTE: int(now.timestamp()) + ttl_seconds,
+            "detected_at": utc_iso(now),
             "reason": event.event_name,
             "removed_scope": SCOPE_VERSION if one_version else SCOPE_OBJECT,
             "bucket": event.ref.bucket,
@@ -404,14 +430,14 @@ class ResultsStore:
                 TableName=self._table,
                 Item=_ser(
                     {
-                        "pk": f"{MALFORMED_PREFIX}{fingerprint}",
-                        "sk": META,
+                        TABLE_PARTITION_KEY: f"{MALFORMED_PK_PREFIX}{fingerprint}",
+                        TABLE_SORT_KEY: META_SK,
                         "reason": reason,
-                        "detected_at": _iso(now),
-                        "expires_at": int(now.timestamp()) + ttl_seconds,
+                        "detected_at": utc_iso(now),
+                        TTL_ATTRIBUTE: int(now.timestamp()) + ttl_seconds,
                     }
                 ),
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression=f"attribute_not_exists({TABLE_PARTITION_KEY})",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -421,16 +447,16 @@ class ResultsStore:
 
     def forget_malformed(self, fingerprint: str) -> None:
         """Undo note_malformed when its dead-letter message could not be sent (the retry sends it)."""
-        key = {"pk": f"{MALFORMED_PREFIX}{fingerprint}", "sk": META}
+        key = {TABLE_PARTITION_KEY: f"{MALFORMED_PK_PREFIX}{fingerprint}", TABLE_SORT_KEY: META_SK}
         self._client.delete_item(TableName=self._table, Key=_ser(key))
 
     # ---- helpers -------------------------------------------------------------------------------
     def _update_meta(self, event: ImageEvent, args: dict[str, Any]) -> dict[str, Any] | None:
-        """A conditional update of the image's META item: the item as it was before, or None when the
+        """A conditional update of the image's META_SK item: the item as it was before, or None when the
         condition failed (another event owns or finished the image)."""
         try:
             response = self._client.update_item(
-                TableName=self._table, Key=self._key(event, META), ReturnValues="ALL_OLD", **args
+                TableName=self._table, Key=self._key(event, META_SK), ReturnValues="ALL_OLD", **args
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -439,11 +465,11 @@ class ResultsStore:
         return decode_item(response.get("Attributes", {}))
 
     def _clean_after(self, event: ImageEvent, previous: dict[str, Any], keep_sequencer: str | None) -> None:
-        """Delete face chunks that are no longer current, knowing them from META as it was before.
+        """Delete face chunks that are no longer current, knowing them from META_SK as it was before.
 
         A committed older result names its chunks (sequencer and count): delete those by key, no read.
-        After an interrupted writer (PROCESSING or RETRYING before us) chunks may exist that META never
-        named, so look them up. A new image (no previous META) has nothing to clean.
+        After an interrupted writer (PROCESSING or RETRYING before us) chunks may exist that META_SK never
+        named, so look them up. A new image (no previous META_SK) has nothing to clean.
         """
         if not previous:
             return
@@ -457,45 +483,42 @@ class ResultsStore:
     def _delete_chunk_keys(self, event: ImageEvent, sequencer: str, count: int) -> None:
         for index in range(count):
             self._client.delete_item(
-                TableName=self._table, Key=self._key(event, f"{FACES_PREFIX}{sequencer}#{index:04d}")
+                TableName=self._table, Key=self._key(event, f"{FACES_SK_PREFIX}{sequencer}#{index:04d}")
             )
 
     def _delete_chunks(self, event: ImageEvent, keep_sequencer: str | None) -> None:
-        prefix = FACES_PREFIX
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY, "#seq": "sequencer"},
+            ExpressionAttributeValues={
                 ":pk": {"S": image_pk(event.ref.bucket, event.ref.key)},
-                ":prefix": {"S": prefix},
+                ":prefix": {"S": FACES_SK_PREFIX},
             },
-            "ProjectionExpression": "pk, sk, sequencer",
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
+            ProjectionExpression="#pk, #sk, #seq",
+            ConsistentRead=True,
+        )
+        for page in pages:
             for item in page.get("Items", []):
                 if keep_sequencer is not None and item.get("sequencer", {}).get("S") == keep_sequencer:
                     continue
-                self._client.delete_item(TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]})
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                key = {TABLE_PARTITION_KEY: item[TABLE_PARTITION_KEY], TABLE_SORT_KEY: item[TABLE_SORT_KEY]}
+                self._client.delete_item(TableName=self._table, Key=key)
 
     def _key_values(self, event: ImageEvent, sk: str) -> dict[str, Any]:
-        return {"pk": image_pk(event.ref.bucket, event.ref.key), "sk": sk}
+        return {TABLE_PARTITION_KEY: image_pk(event.ref.bucket, event.ref.key), TABLE_SORT_KEY: sk}
 
     def _key(self, event: ImageEvent, sk: str) -> dict[str, Any]:
         return _ser(self._key_values(event, sk))
 
 
 def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
-    meta = next((i for i in items if i.get("sk") == META), None)
+    meta = next((i for i in items if i.get(TABLE_SORT_KEY) == META_SK), None)
     if meta is None:
         return None
     sequencer = str(meta.get("sequencer", ""))
-    current = {f"{FACES_PREFIX}{sequencer}#{n:04d}" for n in range(int(meta.get("face_chunks") or 0))}
-    chunks = sorted((i for i in items if i.get("sk") in current), key=lambda i: i["sk"])
+    current = {f"{FACES_SK_PREFIX}{sequencer}#{n:04d}" for n in range(int(meta.get("face_chunks") or 0))}
+    chunks = sorted((i for i in items if i.get(TABLE_SORT_KEY) in current), key=lambda i: i[TABLE_SORT_KEY])
     faces = [from_dynamo(face) for chunk in chunks for face in chunk.get("faces", [])]
     size = meta.get("size_bytes")
     count = meta.get("face_count")
@@ -514,7 +537,3 @@ def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
         event_time=meta.get("event_time"),
         faces=faces,
     )
-
-
-def _iso(now: datetime) -> str:
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,4 +1,6 @@
-"""Exponential backoff with full jitter, bounded by attempts and by the invocation's remaining time."""
+"""What is retried inside an invocation, and how: exponential backoff with full jitter, bounded by attempts
+and by the invocation's remaining time. Past this budget the invocation fails and Lambda's own async retries
+follow (docs/DESIGN.md, routing table)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,34 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from .contract import Metric
 
 T = TypeVar("T")
+logger = Logger(child=True)
+
+# Rekognition errors retried with backoff inside the invocation (by error code).
+RETRY_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError"})
+THROTTLE_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException"})
+
+
+class MetricsSink(Protocol):
+    def add_metric(self, name: str, unit: MetricUnit, value: float) -> None: ...
+
+
+def retry_hook(metrics: MetricsSink) -> Callable[[str, int, float], None]:
+    """RekognitionFaces' retry hook: a log line for each retried call, a metric for each throttled one."""
+
+    def on_retry(code: str, attempt: int, pause: float) -> None:
+        if code in THROTTLE_CODES:
+            metrics.add_metric(name=Metric.THROTTLED_RETRIES, unit=MetricUnit.Count, value=1)
+        logger.warning("DetectFaces retried", error_code=code, attempt=attempt, pause_seconds=round(pause, 3))
+
+    return on_retry
 
 
 @dataclass

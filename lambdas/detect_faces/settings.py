@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-FACE_ATTRIBUTE_CHOICES = ("DEFAULT", "ALL")
+from .contract import FACE_ATTRIBUTE_CHOICES, EnvVar
 
 
 class ConfigurationError(ValueError):
@@ -51,25 +51,39 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        attributes = env.get("FACE_ATTRIBUTES", "DEFAULT").strip().upper() or "DEFAULT"
+        attributes = env.get(EnvVar.FACE_ATTRIBUTES, "DEFAULT").strip().upper() or "DEFAULT"
         if attributes not in FACE_ATTRIBUTE_CHOICES:
             raise ConfigurationError(
-                f"environment variable FACE_ATTRIBUTES must be one of {', '.join(FACE_ATTRIBUTE_CHOICES)}, "
-                f"got {env.get('FACE_ATTRIBUTES')!r}"
+                f"environment variable {EnvVar.FACE_ATTRIBUTES} must be one of {', '.join(FACE_ATTRIBUTE_CHOICES)}, "
+                f"got {env.get(EnvVar.FACE_ATTRIBUTES)!r}"
             )
-        queue_url = _required(env, "FAILURE_QUEUE_URL")
+        queue_url = _required(env, EnvVar.FAILURE_QUEUE_URL)
         if not queue_url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"environment variable FAILURE_QUEUE_URL must be a queue URL, got {queue_url!r}")
+            raise ConfigurationError(
+                f"environment variable {EnvVar.FAILURE_QUEUE_URL} must be a queue URL, got {queue_url!r}"
+            )
         return cls(
-            results_table=_required(env, "RESULTS_TABLE"),
+            results_table=_required(env, EnvVar.RESULTS_TABLE),
             failure_queue_url=queue_url,
             face_attributes=attributes,
             detect_max_attempts=int(
-                _number(env, "DETECT_MAX_ATTEMPTS", cls.detect_max_attempts, minimum=1, integer=True)
+                _number(env, EnvVar.DETECT_MAX_ATTEMPTS, cls.detect_max_attempts, minimum=1, integer=True)
             ),
-            backoff_base_seconds=_number(env, "DETECT_BACKOFF_BASE_SECONDS", cls.backoff_base_seconds, minimum=0),
-            backoff_max_seconds=_number(env, "DETECT_BACKOFF_MAX_SECONDS", cls.backoff_max_seconds, minimum=0),
+            backoff_base_seconds=_number(env, EnvVar.DETECT_BACKOFF_BASE_SECONDS, cls.backoff_base_seconds, minimum=0),
+            backoff_max_seconds=_number(env, EnvVar.DETECT_BACKOFF_MAX_SECONDS, cls.backoff_max_seconds, minimum=0),
             claim_lease_seconds=int(
-                _number(env, "CLAIM_LEASE_SECONDS", cls.claim_lease_seconds, minimum=1, integer=True)
+                _number(env, EnvVar.CLAIM_LEASE_SECONDS, cls.claim_lease_seconds, minimum=1, integer=True)
             ),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that from_env reads back as these settings: the stack and local mode set it."""
+        return {
+            EnvVar.RESULTS_TABLE: self.results_table,
+            EnvVar.FAILURE_QUEUE_URL: self.failure_queue_url,
+            EnvVar.FACE_ATTRIBUTES: self.face_attributes,
+            EnvVar.DETECT_MAX_ATTEMPTS: str(self.detect_max_attempts),
+            EnvVar.DETECT_BACKOFF_BASE_SECONDS: str(self.backoff_base_seconds),
+            EnvVar.DETECT_BACKOFF_MAX_SECONDS: str(self.backoff_max_seconds),
+            EnvVar.CLAIM_LEASE_SECONDS: str(self.claim_lease_seconds),
+        }

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from detect_faces.results import ImageResult, ResultsStore
-from facepipe.detector import CenterFaceDetector
 from facepipe.local import LocalPipeline, LocalSettings
+from facepipe.local.centerface import CenterFaceDetector
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facepipe import samples
-from facepipe.detector import CenterFaceDetector
+from facepipe.local import photos as samples
+from facepipe.local.centerface import CenterFaceDetector
 
 pytestmark = pytest.mark.e2e
 

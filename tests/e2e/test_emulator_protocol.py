@@ -9,9 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from facepipe import samples
-from facepipe.emulator import DetectFacesEmulator, TokenBucket
 from facepipe.local import LocalPipeline
+from facepipe.local import photos as samples
+from facepipe.local.emulator import DetectFacesEmulator, TokenBucket
 from tests.e2e.conftest import start_local
 
 pytestmark = pytest.mark.e2e

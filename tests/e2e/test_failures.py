@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from facepipe import samples
-from facepipe.emulator import RekognitionError
+from facepipe.local import photos as samples
+from facepipe.local.emulator import RekognitionError
 from tests.e2e.conftest import Local, start_local
 
 pytestmark = pytest.mark.e2e

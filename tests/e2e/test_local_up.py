@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from facepipe import samples
 from facepipe.cli import main
+from facepipe.local import photos as samples
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

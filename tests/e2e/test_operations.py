@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from facepipe import ops, samples
-from facepipe.emulator import RekognitionError
+from facepipe import ops
 from facepipe.local import LOCAL_FUNCTION
+from facepipe.local import photos as samples
+from facepipe.local.emulator import RekognitionError
 from tests.e2e.conftest import Local, start_local
 
 pytestmark = pytest.mark.e2e
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 def target_of(local: Local) -> ops.Target:
     p = local.p
-    return ops.Target(p.bucket, p.table, p.dlq_url, LOCAL_FUNCTION, client=p.client)
+    return ops.Target(p.bucket, p.table, p.dlq_url, LOCAL_FUNCTION, client_for=p.client)
 
 
 def test_redrive_replays_a_dead_letter_once_the_fault_is_fixed(detector) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facepipe import samples
+from facepipe.local import photos as samples
 from tests.e2e.conftest import Local
 
 pytestmark = pytest.mark.e2e

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from facepipe import samples
-from facepipe.detector import FixedDetector
-from facepipe.emulator import RekognitionError
 from facepipe.local import LocalPipeline, LocalSettings
+from facepipe.local import photos as samples
+from facepipe.local.centerface import FixedDetector
+from facepipe.local.emulator import RekognitionError
 from tests.e2e.conftest import Local
 
 pytestmark = pytest.mark.rehearsal
@@ -172,7 +172,7 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
 
         # The first attempt's release is throttled too: its claim stays PROCESSING, inside its lease.
         results = handler.get_processor().results
-        release = results.release
+        release = results.mark_retrying
         released: set[str] = set()
 
         def throttled_release(event: Any, claim: Any, reason: str) -> bool:
@@ -181,7 +181,7 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
                 raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
             return release(event, claim, reason)
 
-        results.release = throttled_release  # type: ignore[method-assign]
+        results.mark_retrying = throttled_release  # type: ignore[method-assign]
         photo = samples.photo("astronaut.jpg")
         died = {f"died/{i:02d}.jpg": local.upload(f"died/{i:02d}.jpg", photo) for i in range(8)}
 
@@ -229,7 +229,9 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
             local.s3.delete_object(Bucket=pipeline.bucket, Key=key, VersionId=marker)
             local.events += 1
         local.settle()
-        target = ops.Target(pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION, client=pipeline.client)
+        target = ops.Target(
+            pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION, client_for=pipeline.client
+        )
         invoked = 0
         for prefix in ("restored/", "undeleted/", "reorder/", "died/"):
             report = ops.backfill(target, f"s3://{pipeline.bucket}/{prefix}", limiter=ops.RateLimiter(100))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from facepipe import resources
+from detect_faces import contract
 from tests.infra.conftest import ROOT, Synth, cdk_json_context
 
 pytestmark = pytest.mark.infra
@@ -176,18 +176,18 @@ def test_results_table_matches_the_function_and_is_protected(default_synth: Synt
     _, table = default_synth.one("AWS::DynamoDB::GlobalTable")
     props = table["Properties"]
     assert props["KeySchema"] == [
-        {"AttributeName": resources.TABLE_PARTITION_KEY, "KeyType": "HASH"},
-        {"AttributeName": resources.TABLE_SORT_KEY, "KeyType": "RANGE"},
+        {"AttributeName": contract.TABLE_PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": contract.TABLE_SORT_KEY, "KeyType": "RANGE"},
     ]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     (index,) = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == resources.INDEX_BY_KEY
+    assert index["IndexName"] == contract.INDEX_BY_KEY
     assert index["KeySchema"] == [
-        {"AttributeName": resources.INDEX_PARTITION_KEY, "KeyType": "HASH"},
-        {"AttributeName": resources.INDEX_SORT_KEY, "KeyType": "RANGE"},
+        {"AttributeName": contract.INDEX_PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": contract.INDEX_SORT_KEY, "KeyType": "RANGE"},
     ]
     assert props["SSESpecification"]["SSEEnabled"] is True
-    assert props["TimeToLiveSpecification"] == {"AttributeName": resources.TABLE_TTL_ATTRIBUTE, "Enabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": contract.TTL_ATTRIBUTE, "Enabled": True}
     replica = props["Replicas"][0]
     assert replica["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert replica["DeletionProtectionEnabled"] is True
@@ -197,7 +197,7 @@ def test_results_table_matches_the_function_and_is_protected(default_synth: Synt
 def test_dead_letter_queue_is_encrypted_ssl_only_and_keeps_14_days(default_synth: Synth) -> None:
     ((dlq_id, dlq),) = default_synth.resources("AWS::SQS::Queue").items()
     assert dlq["Properties"]["SqsManagedSseEnabled"] is True
-    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600 == resources.DLQ_RETENTION_SECONDS
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600 == contract.DLQ_RETENTION_SECONDS
     default_synth.template.has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {
@@ -335,7 +335,7 @@ def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path) -> None:
 
 
 def test_the_layer_is_built_for_the_functions_runtime_and_architecture() -> None:
-    from infra.detector import ARCHITECTURE, RUNTIME
+    from infra.function import ARCHITECTURE, RUNTIME
 
     makefile = (ROOT / "Makefile").read_text()
     version = RUNTIME.name.removeprefix("python")  # "3.14"

@@ -15,7 +15,7 @@ from moto import mock_aws
 from detect_faces import handler
 from detect_faces.retry import Backoff
 from detect_faces.settings import Settings
-from facepipe import resources
+from facepipe.local import aws as resources
 from tests.builders import REGION, Clock, FakeContext, enforce_sqs_characters
 
 BUCKET = "uploads-bucket"

@@ -330,7 +330,7 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
     n = 6
     barrier = threading.Barrier(n, timeout=10)
 
-    class Detector:
+    class Rekognition:
         region = "us-east-1"
 
         def detect(self, ref, attributes, remaining_seconds=None):
@@ -357,7 +357,8 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
         log.setLevel(logging.INFO)
     settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url)
     processor = handler.build_processor(s3=aws.s3, dynamodb=aws.dynamodb, sqs=aws.sqs, settings=settings)
-    processor.detector, processor.inspector = Detector(), Inspector()
+    processor.rekognition = Rekognition()
+    processor.inspector = Inspector()
     handler.set_processor(processor)
     try:
         events = [s3_event(s3_record(BUCKET, f"burst/{i:05d}.jpg", size=len(JPEG_BYTES))) for i in range(n)]

@@ -14,10 +14,13 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
+from detect_faces import contract
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
-from facepipe import ops, resources, samples
+from facepipe import ops
 from facepipe.cli import main
+from facepipe.local import aws as resources
+from facepipe.local import photos as samples
 from tests.builders import REGION, detect_faces_response, s3_record
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,7 @@ class Env:
         self.dlq_url = resources.create_dlq(self.sqs, "dlq")
         self.store = ResultsStore(self.dynamodb, TABLE)
         clients = {"s3": self.s3, "dynamodb": self.dynamodb, "sqs": self.sqs, "lambda": self.lambda_}
-        self.target = ops.Target(BUCKET, TABLE, self.dlq_url, FUNCTION, client=clients.__getitem__)
+        self.target = ops.Target(BUCKET, TABLE, self.dlq_url, FUNCTION, client_for=clients.__getitem__)
 
     def store_result(self, key: str, faces: int | None = 1, reject: str | None = None, body: bytes = b"x") -> None:
         version = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"]
@@ -136,8 +139,8 @@ def test_results_json_lines_hold_every_face(env: Env, capsys, monkeypatch) -> No
 
 def test_targets_resolve_from_the_stack_outputs(env: Env) -> None:
     cfn = boto3.client("cloudformation", region_name=REGION)
-    outputs = {ops.OUTPUT_BUCKET: BUCKET, ops.OUTPUT_TABLE: TABLE, ops.OUTPUT_DLQ_URL: env.dlq_url,
-               ops.OUTPUT_FUNCTION: FUNCTION}  # fmt: skip
+    outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: env.dlq_url,
+               contract.OUTPUT_FUNCTION: FUNCTION}  # fmt: skip
     template = {
         "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {k: {"Value": v} for k, v in outputs.items()},

@@ -43,7 +43,7 @@ def function(pipeline: Pipeline) -> InProcessLambda:
 @pytest.fixture
 def target(pipeline: Pipeline, function: InProcessLambda, monkeypatch) -> ops.Target:
     clients = {"s3": pipeline.aws.s3, "dynamodb": pipeline.aws.dynamodb, "sqs": pipeline.aws.sqs, "lambda": function}
-    target = ops.Target(BUCKET, TABLE, pipeline.aws.queue_url, "detect-faces", client=clients.__getitem__)
+    target = ops.Target(BUCKET, TABLE, pipeline.aws.queue_url, "detect-faces", client_for=clients.__getitem__)
     monkeypatch.setattr(ops, "stack_target", lambda name: target)
     return target
 

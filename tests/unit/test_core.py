@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from detect_faces.contract import BACKFILL_SEQUENCER
-from detect_faces.gateways import failure_record, sqs_attribute_value
+from detect_faces.dead_letters import failure_record, sqs_attribute_value
 from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequencer
 from detect_faces.results import MAX_CHUNK_JSON_CHARS, chunk_faces, from_dynamo, to_dynamo
 from detect_faces.retry import Backoff

@@ -18,26 +18,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
+from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, EnvVar
+from detect_faces.settings import Settings
 
-from . import fidelity, resources
-from .detector import CenterFaceDetector, FixedDetector
+from . import aws, moto_patches
+from .aws import ACCOUNT, FAKE_CREDENTIALS, LOCAL_FUNCTION, local_client
+from .centerface import CenterFaceDetector, FixedDetector
 from .emulator import DetectFacesEmulator, RekognitionError
 from .runtime import LocalLambdaRuntime
+from .state import LocalState
 
 log = logging.getLogger("facepipe.local")
-
-ACCOUNT = "123456789012"
-LOCAL_FUNCTION = "facepipe-local-detect_faces"
-# moto's documented fake credentials: local mode never sees real ones.
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
 @dataclass
 class LocalSettings:
     region: str = "us-east-1"
-    face_attributes: str = "DEFAULT"
+    face_attributes: str = Settings.face_attributes
     concurrency: int = 4  # the function's reserved concurrency
     retry_attempts: int = 2  # Lambda async retries
     delay_scale: float = 0.01  # Lambda's ~1 min / ~2 min retry delays, scaled
@@ -45,9 +42,9 @@ class LocalSettings:
     timeout: float = 60.0
     tps: float | None = None  # the emulator's DetectFaces quota (None: unlimited)
     latency: float = 0.0  # seconds the emulator adds to each analysis (Rekognition's own latency)
-    detect_max_attempts: int = 10
-    backoff_base_seconds: float = 0.25
-    backoff_max_seconds: float = 8.0
+    detect_max_attempts: int = Settings.detect_max_attempts
+    backoff_base_seconds: float = Settings.backoff_base_seconds
+    backoff_max_seconds: float = Settings.backoff_max_seconds
     log_level: str = "WARNING"
 
 
@@ -72,8 +69,8 @@ class LocalPipeline:
         self.endpoint = ""
         self.rekognition_endpoint = ""
         self.lambda_endpoint = ""
-        self.bucket = resources.LOCAL_BUCKET
-        self.table = resources.LOCAL_TABLE
+        self.bucket = aws.LOCAL_BUCKET
+        self.table = aws.LOCAL_TABLE
         self.dlq_url = ""
         self.notifications_url = ""
         self._moto: Any = None
@@ -82,16 +79,20 @@ class LocalPipeline:
 
     # ---- clients ---------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=self.settings.region,
-            endpoint_url={"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}.get(
-                service, self.endpoint
-            ),
-            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
+        endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
+        return local_client(service, self.settings.region, endpoints, self.endpoint)
+
+    def state(self) -> LocalState:
+        """Where this stack is, for the operator commands (`--local`)."""
+        return LocalState(
+            endpoint=self.endpoint,
+            rekognition_endpoint=self.rekognition_endpoint,
+            lambda_endpoint=self.lambda_endpoint,
+            region=self.settings.region,
+            bucket=self.bucket,
+            table=self.table,
+            dlq_url=self.dlq_url,
+            function_name=LOCAL_FUNCTION,
         )
 
     @property
@@ -110,7 +111,7 @@ class LocalPipeline:
     def start(self) -> LocalPipeline:
         from moto.server import ThreadedMotoServer
 
-        fidelity.install()
+        moto_patches.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._moto.start()
@@ -130,10 +131,10 @@ class LocalPipeline:
         self.rekognition_endpoint = self.emulator.start(port=self.port + 1 if self.port else 0)
 
         sqs = self.client("sqs")
-        resources.create_bucket(s3, self.bucket, self.settings.region)
-        resources.create_table(self.client("dynamodb"), self.table)
-        self.dlq_url = resources.create_dlq(sqs, resources.LOCAL_DLQ)
-        self.notifications_url = sqs.create_queue(QueueName=resources.LOCAL_NOTIFICATIONS)["QueueUrl"]
+        aws.create_bucket(s3, self.bucket, self.settings.region)
+        aws.create_table(self.client("dynamodb"), self.table)
+        self.dlq_url = aws.create_dlq(sqs, aws.LOCAL_DLQ)
+        self.notifications_url = sqs.create_queue(QueueName=aws.LOCAL_NOTIFICATIONS)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.notifications_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -148,18 +149,20 @@ class LocalPipeline:
         self._set_env(
             {
                 **self.env,
-                "RESULTS_TABLE": self.table,
-                "FAILURE_QUEUE_URL": self.dlq_url,
-                "FACE_ATTRIBUTES": self.settings.face_attributes,
-                "DETECT_MAX_ATTEMPTS": str(self.settings.detect_max_attempts),
-                "DETECT_BACKOFF_BASE_SECONDS": str(self.settings.backoff_base_seconds),
-                "DETECT_BACKOFF_MAX_SECONDS": str(self.settings.backoff_max_seconds),
-                "CLAIM_LEASE_SECONDS": str(int(self.settings.timeout) + 30),
-                "POWERTOOLS_SERVICE_NAME": "facepipe-local",
-                "POWERTOOLS_METRICS_NAMESPACE": "FacepipeLocal",
+                **Settings(
+                    results_table=self.table,
+                    failure_queue_url=self.dlq_url,
+                    face_attributes=self.settings.face_attributes,
+                    detect_max_attempts=self.settings.detect_max_attempts,
+                    backoff_base_seconds=self.settings.backoff_base_seconds,
+                    backoff_max_seconds=self.settings.backoff_max_seconds,
+                    claim_lease_seconds=int(self.settings.timeout) + CLAIM_LEASE_MARGIN_SECONDS,
+                ).to_env(),
+                EnvVar.SERVICE_NAME: "facepipe-local",
+                EnvVar.METRICS_NAMESPACE: "FacepipeLocal",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "LOG_LEVEL": self.settings.log_level,
+                EnvVar.LOG_LEVEL: self.settings.log_level,
             }
         )
         handler = self._handler or self._deployed_handler()

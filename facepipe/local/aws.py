@@ -1,20 +1,27 @@
-"""The shapes of the stack's stateful resources, shared by the CDK stack, local mode and tests.
-
-Keep these in step with infra/: the infra tests assert the synthesized template uses the same values.
-"""
+"""The embedded AWS of local mode: moto's fake credentials, clients for a local endpoint, and the bucket,
+table and DLQ created as the stack defines them (names and layout: detect_faces.contract)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-TABLE_PARTITION_KEY = "pk"
-TABLE_SORT_KEY = "sk"
-TABLE_TTL_ATTRIBUTE = "expires_at"
-# A sparse index of the summary items only (face chunks carry neither attribute): list a bucket's images by key.
-INDEX_BY_KEY = "by-key"
-INDEX_PARTITION_KEY = "bucket"
-INDEX_SORT_KEY = "object_key"
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+import boto3
+from botocore.config import Config
+
+from detect_faces.contract import (
+    DLQ_RETENTION_SECONDS,
+    INDEX_BY_KEY,
+    INDEX_PARTITION_KEY,
+    INDEX_SORT_KEY,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TTL_ATTRIBUTE,
+)
+
+# moto's documented fake credentials: local mode never sees real ones.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+ACCOUNT = "123456789012"  # moto's default account
+LOCAL_FUNCTION = "facepipe-local-detect_faces"
 LOCAL_BUCKET = "facepipe-uploads"
 LOCAL_TABLE = "facepipe-results"
 LOCAL_DLQ = "facepipe-dlq"
@@ -45,7 +52,7 @@ def create_table(dynamodb: Any, name: str) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TABLE_TTL_ATTRIBUTE}
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )
 
 
@@ -61,3 +68,16 @@ def create_bucket(s3: Any, name: str, region: str) -> None:
     else:
         s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+def local_client(service: str, region: str, endpoints: dict[str, str], default_endpoint: str) -> Any:
+    """A boto3 client for the local stack: `endpoints` by service (rekognition, lambda), else the moto server."""
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoints.get(service) or default_endpoint,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
+    )

@@ -34,7 +34,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .detector import LANDMARK_TYPES, CenterFaceDetector, Face, FixedDetector
+from .centerface import LANDMARK_TYPES, CenterFaceDetector, Face, FixedDetector
 from .loopback import LoopbackServer
 
 log = logging.getLogger("facepipe.emulator")

@@ -23,9 +23,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from detect_faces.dead_letters import failure_record
 
 from .loopback import LoopbackServer
 
@@ -197,23 +198,17 @@ class LocalLambdaRuntime:
             self._done()
 
     def _dead_letter(self, inv: _Invocation, condition: str, error: BaseException | None) -> None:
-        record = {
-            "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "requestContext": {
-                "requestId": inv.request_id,
-                "functionArn": self.function_arn,
-                "condition": condition,
-                "approximateInvokeCount": inv.attempt if error is not None else inv.attempt - 1,
-            },
-            "requestPayload": inv.event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": {
-                "errorType": type(error).__name__ if error else condition,
-                "errorMessage": str(error) if error else "event older than the maximum event age",
-                "stackTrace": traceback.format_exception(error)[-3:] if error else [],
-            },
-        }
+        record = failure_record(
+            None,
+            error_type=type(error).__name__ if error else condition,
+            error_message=str(error) if error else "event older than the maximum event age",
+            request_id=inv.request_id,
+            function_arn=self.function_arn,
+            condition=condition,
+            invoke_count=inv.attempt if error is not None else inv.attempt - 1,
+            payload=inv.event,
+            stack_trace=traceback.format_exception(error)[-3:] if error else [],
+        )
         try:
             self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(record, default=str))
         except Exception:

@@ -15,23 +15,18 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .config import (
-    HANDLER,
-    LAMBDA_CODE_DIR,
-    LAYER_DIR,
-    METRICS_NAMESPACE,
-    POWERTOOLS_VERSION,
-    SERVICE_NAME,
-    FacepipeConfig,
-)
-from .storage import removal_policy
+from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, METRICS_NAMESPACE, SERVICE_NAME, EnvVar
+from detect_faces.settings import Settings
+
+from .config import HANDLER, LAMBDA_CODE_DIR, LAYER_DIR, POWERTOOLS_VERSION, FacepipeConfig
+from .removal import removal_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
-class DetectorFunction(Construct):
+class DetectFacesFunction(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -120,14 +115,16 @@ class DetectorFunction(Construct):
             log_group=self.log_group,
             description="S3 upload -> Rekognition DetectFaces -> DynamoDB; failures to the DLQ",
             environment={
-                "RESULTS_TABLE": table.table_name,
-                "FAILURE_QUEUE_URL": dlq.queue_url,
-                "FACE_ATTRIBUTES": config.face_attributes,
-                "DETECT_MAX_ATTEMPTS": str(config.detect_max_attempts),
-                "CLAIM_LEASE_SECONDS": str(config.timeout_seconds + 30),
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "LOG_LEVEL": "INFO",
+                **Settings(
+                    results_table=table.table_name,
+                    failure_queue_url=dlq.queue_url,
+                    face_attributes=config.face_attributes,
+                    detect_max_attempts=config.detect_max_attempts,
+                    claim_lease_seconds=config.timeout_seconds + CLAIM_LEASE_MARGIN_SECONDS,
+                ).to_env(),
+                EnvVar.SERVICE_NAME: SERVICE_NAME,
+                EnvVar.METRICS_NAMESPACE: METRICS_NAMESPACE,
+                EnvVar.LOG_LEVEL: "INFO",
             },
             retry_attempts=config.retry_attempts,
             max_event_age=Duration.seconds(config.max_event_age_seconds),

@@ -1,4 +1,4 @@
-"""Sample photos we may ship (see samples/SOURCES.md), and scenes composed from them with known answers."""
+"""Sample photos we may ship (see SOURCES.md beside this file), and scenes composed from them with known answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parent  # the photos ship inside this package
 FACES = {"astronaut.jpg": 1, "camera.jpg": 1, "grace_hopper.jpg": 1}
 NO_FACES = {"coffee.jpg": 0, "chelsea.jpg": 0, "rocket.jpg": 0}
 

@@ -1,0 +1,50 @@
+"""The running local stack's address, written by `local up` and read by the operator commands (`--local`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .aws import local_client
+
+
+@dataclass(frozen=True)
+class LocalState:
+    endpoint: str
+    rekognition_endpoint: str
+    lambda_endpoint: str
+    region: str
+    bucket: str
+    table: str
+    dlq_url: str
+    function_name: str
+
+    def client(self, service: str) -> Any:
+        endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
+        return local_client(service, self.region, endpoints, self.endpoint)
+
+
+def path() -> Path:
+    base = os.environ.get("FACEPIPE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "facepipe")
+    return Path(base) / "local.json"
+
+
+def write(state: LocalState) -> Path:
+    target = path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(asdict(state), indent=2))
+    return target
+
+
+def read() -> LocalState | None:
+    target = path()
+    if not target.exists():
+        return None
+    return LocalState(**json.loads(target.read_text()))
+
+
+def clear() -> None:
+    path().unlink(missing_ok=True)

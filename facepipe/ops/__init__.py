@@ -1,0 +1,38 @@
+"""The operator commands (results, show, failures, redrive, backfill), one module per command family.
+
+Each works on a Target and takes its boto3 clients, a clock and a sleep, so the tests drive it with moto and
+Stubbers. The CLI (facepipe/cli.py) only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+from .backfill import BackfillReport, backfill, backfill_event, existing_objects, has_result_for
+from .errors import OpsError
+from .failures import UNKNOWN_KEY, Failure, list_failures
+from .pacing import RateLimiter
+from .redrive import CLOCK_SKEW_MS, RedriveReport, redrive
+from .results import list_results, result_json, show
+from .targets import Target, local_target, parse_s3_uri, stack_target
+
+__all__ = [
+    "CLOCK_SKEW_MS",
+    "UNKNOWN_KEY",
+    "BackfillReport",
+    "Failure",
+    "OpsError",
+    "RateLimiter",
+    "RedriveReport",
+    "Target",
+    "backfill",
+    "backfill_event",
+    "existing_objects",
+    "has_result_for",
+    "list_failures",
+    "list_results",
+    "local_target",
+    "parse_s3_uri",
+    "redrive",
+    "result_json",
+    "show",
+    "stack_target",
+]

@@ -1,0 +1,132 @@
+"""failures: the DLQ's messages, read without consuming them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from detect_faces.contract import REDRIVE_FLAG
+from detect_faces.model import ImageEvent, InvalidEventError
+
+from .targets import Target
+
+
+@dataclass
+class Failure:
+    message_id: str
+    receipt_handle: str
+    body: dict[str, Any] | None
+    raw: str
+    sent_at: str
+    sent_ms: int = 0  # SQS's SentTimestamp (epoch milliseconds)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        payload = (self.body or {}).get("requestPayload") or {}
+        records = payload.get("Records") if isinstance(payload, dict) else None
+        return records if isinstance(records, list) else []
+
+    @property
+    def redrive_run(self) -> Any:
+        """The redrive run whose replay produced this record, if any."""
+        payload = (self.body or {}).get("requestPayload")
+        return payload.get(REDRIVE_FLAG) if isinstance(payload, dict) else None
+
+    @property
+    def replayable(self) -> bool:
+        """Every record is an S3 record the function can parse: a replay can reach an outcome other than
+        being dead-lettered again as malformed."""
+        if not self.records:
+            return False
+        try:
+            for record in self.records:
+                ImageEvent.from_record(record)
+        except (InvalidEventError, TypeError, AttributeError, KeyError):
+            return False
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        body = self.body or {}
+        response = _mapping(body.get("responsePayload"))
+        context = _mapping(body.get("requestContext"))
+        first = _mapping(self.records[0]) if self.records else {}
+        obj = _mapping(_mapping(first.get("s3")).get("object"))
+        key = obj.get("key")
+        version = obj.get("versionId")
+        return {
+            "message_id": self.message_id,
+            "key": unquote_plus(key) if isinstance(key, str) and key else UNKNOWN_KEY,
+            "version_id": version if isinstance(version, str) else None,
+            "records": len(self.records),
+            "error_type": str(response.get("errorType", "?" if body else "not a failure record")),
+            "error_message": str(response.get("errorMessage", "" if body else self.raw[:200])),
+            "attempts": context.get("approximateInvokeCount"),
+            "condition": context.get("condition"),
+            "time": body.get("timestamp") or self.sent_at,
+        }
+
+
+UNKNOWN_KEY = "<unknown>"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Failure]]:
+    """Batches of distinct messages, each hidden for `visibility` seconds, until `limit` or the queue is dry."""
+    seen: set[str] = set()
+    empty = 0
+    while len(seen) < limit and empty < 2:
+        messages = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(10, limit - len(seen)),
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=1,
+            AttributeNames=["SentTimestamp"],
+        ).get("Messages", [])
+        new = [m for m in messages if m["MessageId"] not in seen]
+        empty = 0 if new else empty + 1
+        batch = []
+        for m in new:
+            seen.add(m["MessageId"])
+            try:
+                body = json.loads(m["Body"])
+            except json.JSONDecodeError:
+                body = None
+            sent = m.get("Attributes", {}).get("SentTimestamp")
+            batch.append(
+                Failure(
+                    message_id=m["MessageId"],
+                    receipt_handle=m["ReceiptHandle"],
+                    body=body if isinstance(body, dict) else None,
+                    raw=m["Body"],
+                    sent_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(sent) / 1000)) if sent else "",
+                    sent_ms=int(sent) if sent else 0,
+                )
+            )
+        if batch:
+            yield batch
+
+
+def list_failures(target: Target, limit: int = 1000) -> list[Failure]:
+    """The DLQ's messages, left in the queue: received with a visibility timeout, then made visible again."""
+    sqs = target.client_for("sqs")
+    failures = [f for batch in receive(sqs, target.dlq_url, visibility=60, limit=limit) for f in batch]
+    release(sqs, target.dlq_url, failures)
+    return failures
+
+
+def release(sqs: Any, url: str, failures: list[Failure]) -> None:
+    for i in range(0, len(failures), 10):
+        batch = failures[i : i + 10]
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": f.receipt_handle, "VisibilityTimeout": 0} for n, f in enumerate(batch)
+            ],
+        )

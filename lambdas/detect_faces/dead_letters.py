@@ -1,0 +1,105 @@
+"""Failure records to the dead-letter queue, in the shape of Lambda's on-failure destination record."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from .model import ImageEvent, utc_iso
+
+
+class DeadLetterWriter:
+    """Writes failure records in the shape of Lambda's on-failure destination record."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(
+        self,
+        event: ImageEvent | dict[str, Any],
+        *,
+        error_type: str,
+        error_message: str,
+        request_id: str,
+        function_arn: str,
+        function_version: str = "$LATEST",
+        now: datetime | None = None,
+        payload_extra: dict[str, Any] | None = None,
+    ) -> str:
+        raw = event.raw if isinstance(event, ImageEvent) else event
+        record = failure_record(
+            raw,
+            error_type=error_type,
+            error_message=error_message,
+            request_id=request_id,
+            function_arn=function_arn,
+            function_version=function_version,
+            now=now,
+        )
+        record["requestPayload"].update(payload_extra or {})
+        attributes = {"errorType": error_type}
+        if isinstance(event, ImageEvent):
+            attributes.update(bucket=event.ref.bucket, key=event.ref.key)
+        response = self._client.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=json.dumps(record),  # ASCII JSON: any key survives here exactly
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": sqs_attribute_value(value)}
+                for name, value in attributes.items()
+            },
+        )
+        return str(response["MessageId"])
+
+
+# Characters SQS accepts in message bodies and attribute values (SendMessage: "#x9 | #xA | #xD | #x20 to
+# #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"). S3 keys may hold others.
+_SQS_REJECTED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+MAX_ATTRIBUTE_CHARS = 1024
+
+
+def sqs_attribute_value(value: str) -> str:
+    """A message attribute value SQS accepts: characters it rejects become U+FFFD, long values are cut.
+    Attributes are for filtering and a glance; the body keeps the exact key."""
+    cleaned = _SQS_REJECTED.sub("\ufffd", value)
+    if len(cleaned) > MAX_ATTRIBUTE_CHARS:
+        cleaned = cleaned[: MAX_ATTRIBUTE_CHARS - 1] + "\u2026"
+    return cleaned or "-"
+
+
+def failure_record(
+    raw_record: dict[str, Any] | None,
+    *,
+    error_type: str,
+    error_message: str,
+    request_id: str,
+    function_arn: str,
+    function_version: str = "$LATEST",
+    now: datetime | None = None,
+    condition: str = "NonRetryableError",
+    invoke_count: int = 1,
+    payload: dict[str, Any] | None = None,
+    stack_trace: list[str] | None = None,
+) -> dict[str, Any]:
+    """The record Lambda's on-failure destination writes; requestPayload is what a redrive replays: the one S3
+    record the function dead-lettered, or (`payload`) the whole event Lambda gave up on."""
+    response: dict[str, Any] = {"errorType": error_type, "errorMessage": error_message}
+    context: dict[str, Any] = {"statusCode": 200, "executedVersion": function_version}
+    if stack_trace is not None:
+        response["stackTrace"] = stack_trace
+        context["functionError"] = "Unhandled"
+    return {
+        "version": "1.0",
+        "timestamp": utc_iso(now),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": payload if payload is not None else {"Records": [raw_record]},
+        "responseContext": context,
+        "responsePayload": response,
+    }
