@@ -19,8 +19,7 @@ from typing import Any
 
 from common import FixedDetector
 
-from facepipe.local import LocalPipeline, LocalSettings
-from facepipe.local import photos as samples
+from facepipe.local import LocalPipeline, LocalSettings, photos
 
 
 @dataclass
@@ -80,7 +79,7 @@ def run(
     try:
         assert pipeline.runtime is not None and pipeline.emulator is not None
         s3 = pipeline.client("s3")
-        body = samples.photo("astronaut.jpg")
+        body = photos.photo("astronaut.jpg")
         pipeline.wait_for_events(1, timeout=30)  # the s3:TestEvent
         pipeline.runtime.pause()
         for i in range(n):

@@ -16,6 +16,9 @@ import sys
 
 from common import ROOT, median
 
+from detect_faces.contract import METRICS_NAMESPACE, SERVICE_NAME, EnvVar
+from detect_faces.settings import Settings
+
 PROBE = """
 import json, resource, sys, time
 sys.path[:0] = [{root!r}, {lambdas!r}]
@@ -40,10 +43,9 @@ def measure(body: str, tracing: bool, runs: int, python: str) -> tuple[float, fl
         **os.environ,
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "RESULTS_TABLE": "results",
-        "FAILURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
-        "POWERTOOLS_SERVICE_NAME": "facepipe",
-        "POWERTOOLS_METRICS_NAMESPACE": "Facepipe",
+        **Settings(results_table="results", failure_queue_url="https://sqs.us-east-1.amazonaws.com/1/dlq").to_env(),
+        EnvVar.SERVICE_NAME: SERVICE_NAME,
+        EnvVar.METRICS_NAMESPACE: METRICS_NAMESPACE,
         "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
     }
     if tracing:

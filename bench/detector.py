@@ -14,7 +14,7 @@ import numpy as np
 from common import median, percentile
 from PIL import Image
 
-from facepipe.local import photos as samples
+from facepipe.local import photos
 from facepipe.local.centerface import CenterFaceDetector
 
 
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     detector = CenterFaceDetector()
-    astronaut = rgb(samples.photo("astronaut.jpg"))
-    scene = rgb(samples.composite(["astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "coffee.jpg"], columns=4))
+    astronaut = rgb(photos.photo("astronaut.jpg"))
+    scene = rgb(photos.composite(["astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "coffee.jpg"], columns=4))
     images = {
         "512x512 (astronaut)": astronaut,
         "1920x1080 (4-photo scene)": cv2.resize(scene, (1920, 1080), interpolation=cv2.INTER_LINEAR),

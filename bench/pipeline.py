@@ -11,9 +11,9 @@ import time
 
 from common import median, percentile
 
+from detect_faces.contract import Status
 from detect_faces.results import ResultsStore
-from facepipe.local import LocalSettings, running
-from facepipe.local import photos as samples
+from facepipe.local import LocalSettings, photos, running
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    photos = [samples.photo(n) for n in ("astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "coffee.jpg")]
+    bodies = [photos.photo(n) for n in ("astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "coffee.jpg")]
     with running(LocalSettings(concurrency=args.concurrency, log_level="ERROR")) as pipeline:
         assert pipeline.runtime is not None
         s3 = pipeline.client("s3")
@@ -33,15 +33,17 @@ def main() -> None:
         for i in range(20):
             key = f"latency/{i}.jpg"
             start = time.perf_counter()
-            s3.put_object(Bucket=pipeline.bucket, Key=key, Body=photos[i % len(photos)])
-            while store.get(pipeline.bucket, key) is None or store.get(pipeline.bucket, key).status == "PROCESSING":
+            s3.put_object(Bucket=pipeline.bucket, Key=key, Body=bodies[i % len(bodies)])
+            while (
+                store.get(pipeline.bucket, key) is None or store.get(pipeline.bucket, key).status == Status.PROCESSING
+            ):
                 time.sleep(0.005)
             latencies.append(time.perf_counter() - start)
 
         # Throughput: N uploads as fast as one client sends them, until every result is stored.
         start = time.perf_counter()
         for i in range(args.n):
-            s3.put_object(Bucket=pipeline.bucket, Key=f"throughput/{i}.jpg", Body=photos[i % len(photos)])
+            s3.put_object(Bucket=pipeline.bucket, Key=f"throughput/{i}.jpg", Body=bodies[i % len(bodies)])
         uploaded = time.perf_counter() - start
         pipeline.wait_for_events(1 + 20 + args.n, timeout=600)
         total = time.perf_counter() - start

@@ -19,7 +19,7 @@ from typing import Any
 
 from common import ROOT, median, percentile
 
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]  # the tests' builders (tests/ is not installed)
 os.environ.update(
     {
         "AWS_REGION": "us-east-1",
@@ -31,10 +31,9 @@ os.environ.update(
     }
 )
 
-from builders import FakeContext, detect_faces_response, s3_record  # noqa: E402
-
 from detect_faces import handler  # noqa: E402
 from detect_faces.settings import Settings  # noqa: E402
+from tests.helpers import FakeContext, detect_faces_response, s3_record  # noqa: E402
 
 # List prices, us-east-1, as published by AWS on 2026-11-28 (check the pricing pages before relying on them).
 PRICES = {

@@ -1,4 +1,6 @@
-"""Stack settings from CDK context (`cdk.json` defaults, `-c key=value` overrides), validated in one place."""
+"""Stack settings from CDK context (`-c facepipe:key=value`, or a "context" entry in cdk.json), validated in one
+place. The defaults are this dataclass's fields (the function's own come from detect_faces.settings.Settings):
+cdk.json holds only CDK's feature flags, so no default is written twice."""
 
 from __future__ import annotations
 

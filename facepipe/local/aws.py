@@ -8,15 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from detect_faces.contract import (
-    DLQ_RETENTION_SECONDS,
-    INDEX_BY_KEY,
-    INDEX_PARTITION_KEY,
-    INDEX_SORT_KEY,
-    TABLE_PARTITION_KEY,
-    TABLE_SORT_KEY,
-    TTL_ATTRIBUTE,
-)
+from detect_faces import contract
 
 # moto's documented fake credentials: local mode never sees real ones.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -32,19 +24,24 @@ def create_table(dynamodb: Any, name: str) -> None:
     dynamodb.create_table(
         TableName=name,
         KeySchema=[
-            {"AttributeName": TABLE_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": TABLE_SORT_KEY, "KeyType": "RANGE"},
+            {"AttributeName": contract.TABLE_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": contract.TABLE_SORT_KEY, "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"}
-            for name in (TABLE_PARTITION_KEY, TABLE_SORT_KEY, INDEX_PARTITION_KEY, INDEX_SORT_KEY)
+            for name in (
+                contract.TABLE_PARTITION_KEY,
+                contract.TABLE_SORT_KEY,
+                contract.INDEX_PARTITION_KEY,
+                contract.INDEX_SORT_KEY,
+            )
         ],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": INDEX_BY_KEY,
+                "IndexName": contract.INDEX_BY_KEY,
                 "KeySchema": [
-                    {"AttributeName": INDEX_PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": INDEX_SORT_KEY, "KeyType": "RANGE"},
+                    {"AttributeName": contract.INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": contract.INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
@@ -52,13 +49,15 @@ def create_table(dynamodb: Any, name: str) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": contract.TTL_ATTRIBUTE}
     )
 
 
 def create_dlq(sqs: Any, name: str) -> str:
     return str(
-        sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]
+        sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": str(contract.DLQ_RETENTION_SECONDS)})[
+            "QueueUrl"
+        ]
     )
 
 

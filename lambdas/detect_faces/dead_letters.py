@@ -18,28 +18,14 @@ class DeadLetterWriter:
         self._queue_url = queue_url
 
     def send(
-        self,
-        event: ImageEvent | dict[str, Any],
-        *,
-        error_type: str,
-        error_message: str,
-        request_id: str,
-        function_arn: str,
-        function_version: str = "$LATEST",
-        now: datetime | None = None,
-        payload_extra: dict[str, Any] | None = None,
+        self, event: ImageEvent | dict[str, Any], *, payload_extra: dict[str, Any] | None = None, **fields: Any
     ) -> str:
+        """One failure record for this record (failure_record's fields: error_type, error_message, request_id,
+        function_arn, ...); `payload_extra` joins its requestPayload (the redrive mark)."""
         raw = event.raw if isinstance(event, ImageEvent) else event
-        record = failure_record(
-            raw,
-            error_type=error_type,
-            error_message=error_message,
-            request_id=request_id,
-            function_arn=function_arn,
-            function_version=function_version,
-            now=now,
-        )
+        record = failure_record(raw, **fields)
         record["requestPayload"].update(payload_extra or {})
+        error_type = str(fields["error_type"])
         attributes = {"errorType": error_type}
         if isinstance(event, ImageEvent):
             attributes.update(bucket=event.ref.bucket, key=event.ref.key)

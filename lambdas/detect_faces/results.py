@@ -275,8 +275,8 @@ class ResultsStore:
                 "claim_token": token,
                 "claim_request_id": request_id or token,
                 "lease_expires": epoch + lease_seconds,
-                "bucket": event.ref.bucket,
-                "object_key": event.ref.key,
+                INDEX_PARTITION_KEY: event.ref.bucket,  # the by-key index lists summary items by bucket and key
+                INDEX_SORT_KEY: event.ref.key,
                 "event_time": event.event_time,
                 "version_id": event.ref.version_id,
                 "etag": event.etag,
@@ -391,8 +391,8 @@ class ResultsStore:
             "detected_at": utc_iso(now),
             "reason": event.event_name,
             "removed_scope": SCOPE_VERSION if one_version else SCOPE_OBJECT,
-            "bucket": event.ref.bucket,
-            "object_key": event.ref.key,
+            INDEX_PARTITION_KEY: event.ref.bucket,
+            INDEX_SORT_KEY: event.ref.key,
             "event_time": event.event_time,
             "version_id": event.ref.version_id,
             "face_count": 0,
@@ -523,8 +523,8 @@ def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
     size = meta.get("size_bytes")
     count = meta.get("face_count")
     return ImageResult(
-        bucket=str(meta.get("bucket", "")),
-        key=str(meta.get("object_key", "")),
+        bucket=str(meta.get(INDEX_PARTITION_KEY, "")),
+        key=str(meta.get(INDEX_SORT_KEY, "")),
         version_id=meta.get("version_id"),
         etag=meta.get("etag"),
         size=int(size) if size is not None else None,

@@ -14,7 +14,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from detect_faces import contract
-from tests.infra.conftest import ROOT, Synth, cdk_json_context
+from tests.infra.synth import ROOT, Synth, cdk_json_context
 
 pytestmark = pytest.mark.infra
 

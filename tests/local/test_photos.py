@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from facepipe.local import photos as samples
-from tests.e2e.conftest import Local
+from facepipe.local import photos
+from tests.helpers import Local
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def contains(face: dict, point: tuple[float, float]) -> bool:
 
 def test_known_faces_are_found_and_nothing_else(local: Local) -> None:
     # Given the sample photos uploaded to the local bucket
-    versions = {name: local.upload(f"in/{name}", samples.photo(name)) for name in [*samples.FACES, *samples.NO_FACES]}
+    versions = {name: local.upload(f"in/{name}", photos.photo(name)) for name in [*photos.FACES, *photos.NO_FACES]}
 
     # When the pipeline has processed every event
     local.settle()
@@ -44,16 +44,14 @@ def test_known_faces_are_found_and_nothing_else(local: Local) -> None:
         assert 0 <= face["Quality"]["Brightness"] <= 100 and 0 <= face["Quality"]["Sharpness"] <= 100
         assert abs(face["Pose"]["Roll"]) < 20  # upright portraits
     # And the photos without people have none
-    for name in samples.NO_FACES:
+    for name in photos.NO_FACES:
         result = local.result(f"in/{name}")
         assert (result.status, result.face_count) == ("DETECTED", 0)
     assert local.dlq() == []
 
 
 def test_a_composite_of_several_people_gives_the_right_count(local: Local) -> None:
-    body = samples.composite(
-        ["astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "rocket.jpg", "chelsea.jpg"], columns=3
-    )
+    body = photos.composite(["astronaut.jpg", "camera.jpg", "grace_hopper.jpg", "rocket.jpg", "chelsea.jpg"], columns=3)
     local.upload("group.png", body)
     local.settle()
     result = local.result("group.png")
@@ -65,7 +63,7 @@ def test_a_composite_of_several_people_gives_the_right_count(local: Local) -> No
 
 def test_exif_orientation_is_applied_before_boxes_are_computed(local: Local) -> None:
     # Given Grace Hopper's photo stored sideways, with an EXIF tag that turns it upright
-    local.upload("sideways.jpg", samples.rotated_with_exif("grace_hopper.jpg"))
+    local.upload("sideways.jpg", photos.rotated_with_exif("grace_hopper.jpg"))
     local.settle()
     # Then the box is where her face is in the upright photo
     (face,) = local.result("sideways.jpg").faces
@@ -74,10 +72,10 @@ def test_exif_orientation_is_applied_before_boxes_are_computed(local: Local) -> 
 
 
 def test_a_new_version_of_a_key_is_analysed_again_and_removal_deletes_results(local: Local) -> None:
-    local.upload("swap.jpg", samples.photo("coffee.jpg"))
+    local.upload("swap.jpg", photos.photo("coffee.jpg"))
     local.settle()
     assert local.result("swap.jpg").face_count == 0
-    v2 = local.upload("swap.jpg", samples.photo("astronaut.jpg"))
+    v2 = local.upload("swap.jpg", photos.photo("astronaut.jpg"))
     local.settle()
     result = local.result("swap.jpg")
     assert (result.version_id, result.face_count) == (v2, 1)
@@ -89,7 +87,7 @@ def test_a_new_version_of_a_key_is_analysed_again_and_removal_deletes_results(lo
 
 
 def test_a_duplicate_notification_costs_no_second_detection(local: Local) -> None:
-    local.upload("dup.jpg", samples.photo("camera.jpg"))
+    local.upload("dup.jpg", photos.photo("camera.jpg"))
     local.settle()
     calls = local.detect_calls
     # S3 delivers at least once: replay the same notification

@@ -11,8 +11,7 @@ import pytest
 from detect_faces.results import ResultsStore
 from facepipe import ops
 from facepipe.cli import main
-from tests.builders import JPEG_BYTES, detect_faces_response, s3_event, s3_record
-from tests.integration.conftest import BUCKET, TABLE, Pipeline
+from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, s3_event, s3_record
 
 pytestmark = pytest.mark.integration
 

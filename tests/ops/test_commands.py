@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 from PIL import Image
 
 from detect_faces import contract
@@ -19,25 +18,21 @@ from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from facepipe import ops
 from facepipe.cli import main
-from facepipe.local import aws as resources
-from facepipe.local import photos as samples
-from tests.builders import REGION, detect_faces_response, s3_record
+from facepipe.local import photos
+from tests.helpers import BUCKET, REGION, TABLE, Aws, FakeClock, detect_faces_response, limiter, s3_record
 
 pytestmark = pytest.mark.integration
 
-BUCKET, TABLE, FUNCTION = "uploads", "results", "detect-faces-fn"
+FUNCTION = "detect-faces-fn"
 
 
 class Env:
-    def __init__(self) -> None:
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
-        self.sqs = boto3.client("sqs", region_name=REGION)
+    """The moto AWS of the tests (tests.helpers.moto_aws), with Lambda's Invoke stubbed and an ops Target."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.s3, self.dynamodb, self.sqs, self.dlq_url = aws.s3, aws.dynamodb, aws.sqs, aws.queue_url
         self.lambda_ = boto3.client("lambda", region_name=REGION)
         self.stub = Stubber(self.lambda_)
-        resources.create_bucket(self.s3, BUCKET, REGION)
-        resources.create_table(self.dynamodb, TABLE)
-        self.dlq_url = resources.create_dlq(self.sqs, "dlq")
         self.store = ResultsStore(self.dynamodb, TABLE)
         clients = {"s3": self.s3, "dynamodb": self.dynamodb, "sqs": self.sqs, "lambda": self.lambda_}
         self.target = ops.Target(BUCKET, TABLE, self.dlq_url, FUNCTION, client_for=clients.__getitem__)
@@ -81,29 +76,11 @@ class Env:
 
 
 @pytest.fixture
-def env() -> Iterator[Env]:
-    with mock_aws():
-        e = Env()
-        e.stub.activate()
-        yield e
-        e.stub.assert_no_pending_responses()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def limiter(rate: float, clock: FakeClock) -> ops.RateLimiter:
-    return ops.RateLimiter(rate, clock=clock.clock, sleep=clock.sleep)
+def env(aws: Aws) -> Iterator[Env]:
+    e = Env(aws)
+    e.stub.activate()
+    yield e
+    e.stub.assert_no_pending_responses()
 
 
 # ---- results ---------------------------------------------------------------------------------------------
@@ -163,9 +140,9 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, monkeypatch) ->
 
 
 def test_show_draws_the_stored_boxes_on_the_analysed_version(env: Env, tmp_path) -> None:
-    photo = samples.photo("astronaut.jpg")
+    photo = photos.photo("astronaut.jpg")
     env.store_result("team.jpg", faces=1, body=photo)
-    env.s3.put_object(Bucket=BUCKET, Key="team.jpg", Body=samples.photo("coffee.jpg"))  # a newer, unanalysed version
+    env.s3.put_object(Bucket=BUCKET, Key="team.jpg", Body=photos.photo("coffee.jpg"))  # a newer, unanalysed version
     out = tmp_path / "team.png"
 
     _path, result = ops.show(env.target, "s3://uploads/team.jpg", str(out))
@@ -294,15 +271,6 @@ def test_backfill_dry_run_and_resume(env: Env) -> None:
     assert (report.skipped_done, report.invoked) == (1, 1)
     with pytest.raises(ops.OpsError, match="reads only s3://uploads/"):
         ops.backfill(env.target, "s3://elsewhere/", limiter=limiter(5, FakeClock()))
-
-
-def test_rate_limiter_spaces_calls_evenly() -> None:
-    clock = FakeClock()
-    rl = limiter(5, clock)
-    start = clock.now
-    for _ in range(11):
-        rl.wait()
-    assert clock.now - start == pytest.approx(2.0)  # 11 calls at 5/s: the last one 2 s after the first
 
 
 def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeypatch) -> None:

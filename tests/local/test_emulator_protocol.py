@@ -9,10 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from facepipe.local import LocalPipeline
-from facepipe.local import photos as samples
-from facepipe.local.emulator import DetectFacesEmulator, TokenBucket
-from tests.e2e.conftest import start_local
+from facepipe.local import LocalPipeline, photos
+from facepipe.local.emulator import DetectFacesEmulator
+from tests.helpers import start_local
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def stack(detector) -> Iterator[LocalPipeline]:
     pipeline = start_local(detector)
     s3 = pipeline.client("s3")
-    s3.put_object(Bucket=pipeline.bucket, Key="a.jpg", Body=samples.photo("astronaut.jpg"))
+    s3.put_object(Bucket=pipeline.bucket, Key="a.jpg", Body=photos.photo("astronaut.jpg"))
     s3.put_object(Bucket=pipeline.bucket, Key="big.jpg", Body=b"\xff\xd8\xff" + b"\0" * (15 * 1024 * 1024 + 1))
     s3.put_object(Bucket=pipeline.bucket, Key="gif.gif", Body=b"GIF89a" + b"\0" * 64)
     small = io.BytesIO()
@@ -49,8 +48,8 @@ def test_s3_object_request_as_boto3_sends_it(stack: LocalPipeline) -> None:
 
 def test_version_is_honoured(stack: LocalPipeline) -> None:
     s3, rekognition = stack.client("s3"), stack.client("rekognition")
-    v1 = s3.put_object(Bucket=stack.bucket, Key="v.jpg", Body=samples.photo("astronaut.jpg"))["VersionId"]
-    s3.put_object(Bucket=stack.bucket, Key="v.jpg", Body=samples.photo("coffee.jpg"))
+    v1 = s3.put_object(Bucket=stack.bucket, Key="v.jpg", Body=photos.photo("astronaut.jpg"))["VersionId"]
+    s3.put_object(Bucket=stack.bucket, Key="v.jpg", Body=photos.photo("coffee.jpg"))
     by_version = rekognition.detect_faces(Image={"S3Object": {"Bucket": stack.bucket, "Name": "v.jpg", "Version": v1}})
     latest = rekognition.detect_faces(Image={"S3Object": {"Bucket": stack.bucket, "Name": "v.jpg"}})
     assert (len(by_version["FaceDetails"]), len(latest["FaceDetails"])) == (1, 0)
@@ -58,7 +57,7 @@ def test_version_is_honoured(stack: LocalPipeline) -> None:
 
 def test_bytes_request_and_all_attributes_never_invent_anything(stack: LocalPipeline) -> None:
     rekognition = stack.client("rekognition")
-    response = rekognition.detect_faces(Image={"Bytes": samples.photo("camera.jpg")}, Attributes=["ALL"])
+    response = rekognition.detect_faces(Image={"Bytes": photos.photo("camera.jpg")}, Attributes=["ALL"])
     (face,) = response["FaceDetails"]
     assert not {"AgeRange", "Emotions", "Gender", "Smile", "EyesOpen"} & set(face)
     assert "not emulated" in response["ResponseMetadata"]["HTTPHeaders"]["x-facepipe-emulator-note"]
@@ -101,13 +100,3 @@ def test_throttling_above_the_configured_tps(stack: LocalPipeline) -> None:
         assert code_of(lambda: rekognition.detect_faces(**request)) == "ThrottlingException"
     finally:
         emulator.stop()
-
-
-def test_token_bucket_allows_the_rate_and_no_more() -> None:
-    now = [0.0]
-    bucket = TokenBucket(5.0, clock=lambda: now[0])
-    granted = 0
-    for _ in range(100):  # 10 s of requests every 0.1 s
-        granted += bucket.take()
-        now[0] += 0.1
-    assert 50 <= granted <= 55  # 5/s plus the initial burst of one second

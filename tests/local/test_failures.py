@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from facepipe.local import photos as samples
+from facepipe.local import photos
 from facepipe.local.emulator import RekognitionError
-from tests.e2e.conftest import Local, start_local
+from tests.helpers import Local, start_local
 
 pytestmark = pytest.mark.e2e
 
 
 def jpeg(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
-    Image.open(samples.SAMPLES / "astronaut.jpg").convert("RGB").resize(size).save(out, format="JPEG")
+    Image.open(photos.SAMPLES / "astronaut.jpg").convert("RGB").resize(size).save(out, format="JPEG")
     return out.getvalue()
 
 
@@ -58,7 +58,7 @@ def test_an_unreadable_object_goes_to_the_dlq_with_a_replayable_record(local: Lo
 
 def test_a_late_create_of_a_version_deleted_for_good_ends_deleted_not_dead_lettered(local: Local) -> None:
     # Given a version analysed, then deleted for good (its removal event seen)
-    version = local.upload("deleted.jpg", samples.photo("camera.jpg"))
+    version = local.upload("deleted.jpg", photos.photo("camera.jpg"))
     local.settle()
     local.s3.delete_object(Bucket=local.p.bucket, Key="deleted.jpg", VersionId=version)
     local.events += 1
@@ -90,7 +90,7 @@ def test_throttling_at_the_quota_is_absorbed_without_losing_an_image(detector) -
     try:
         local = Local(pipeline)
         for i in range(10):
-            local.upload(f"burst/{i}.jpg", samples.photo("grace_hopper.jpg"))
+            local.upload(f"burst/{i}.jpg", photos.photo("grace_hopper.jpg"))
         local.settle(timeout=120)
         # Then the service throttled, the function backed off, and every image was stored once
         assert pipeline.emulator is not None and pipeline.emulator.stats.throttled > 0
@@ -115,8 +115,8 @@ def test_internal_errors_are_retried_and_config_faults_end_in_the_dlq_after_lamb
     pipeline = start_local(detector, fault=fault, settings={"retry_attempts": 2, "backoff_base_seconds": 0.05})
     try:
         local = Local(pipeline)
-        local.upload("flaky.jpg", samples.photo("astronaut.jpg"))
-        local.upload("forbidden.jpg", samples.photo("astronaut.jpg"))
+        local.upload("flaky.jpg", photos.photo("astronaut.jpg"))
+        local.upload("forbidden.jpg", photos.photo("astronaut.jpg"))
         local.settle(timeout=60)
 
         assert local.result("flaky.jpg").face_count == 1  # two 500s, then success inside one invocation

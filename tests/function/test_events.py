@@ -11,8 +11,7 @@ from botocore.exceptions import ClientError
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from detect_faces.settings import Settings
-from tests.builders import JPEG_BYTES, detect_faces_response, s3_event, s3_record
-from tests.integration.conftest import BUCKET, TABLE, Pipeline
+from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, s3_event, s3_record
 
 pytestmark = pytest.mark.integration
 ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
@@ -325,7 +324,7 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
 
     from detect_faces import handler
     from detect_faces import processor as processor_module
-    from tests.builders import FakeContext
+    from tests.helpers import FakeContext
 
     n = 6
     barrier = threading.Barrier(n, timeout=10)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facepipe.local import photos as samples
+from facepipe.local import photos
 from facepipe.local.centerface import CenterFaceDetector
 
 pytestmark = pytest.mark.e2e
 
 
 def rgb(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    img = Image.open(io.BytesIO(samples.photo(name))).convert("RGB")
+    img = Image.open(io.BytesIO(photos.photo(name))).convert("RGB")
     return np.asarray(img.resize(size) if size else img)
 
 

@@ -14,7 +14,7 @@ from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequence
 from detect_faces.results import MAX_CHUNK_JSON_CHARS, chunk_faces, from_dynamo, to_dynamo
 from detect_faces.retry import Backoff
 from detect_faces.settings import ConfigurationError, Settings
-from tests.builders import detect_faces_response, s3_record
+from tests.helpers import detect_faces_response, s3_record
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,8 @@ import boto3
 import pytest
 
 from facepipe.cli import main
-from facepipe.local import photos as samples
+from facepipe.local import photos
+from facepipe.local.aws import FAKE_CREDENTIALS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +39,9 @@ def test_local_up_processes_uploads_from_any_client_and_stops_cleanly(tmp_path, 
 
         # Given an upload from a plain boto3 client, as any S3 tool would make it
         s3 = boto3.client("s3", endpoint_url=endpoints["endpoint"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
-        s3.put_object(Bucket=endpoints["bucket"], Key="mine/grace.jpg", Body=samples.photo("grace_hopper.jpg"))
+                          aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+        s3.put_object(Bucket=endpoints["bucket"], Key="mine/grace.jpg", Body=photos.photo("grace_hopper.jpg"))
 
         # Then local up reports it, and the operator CLI sees the result through the state file
         assert proc.stdout is not None

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from facepipe.local import LocalPipeline, LocalSettings
-from facepipe.local import photos as samples
+from facepipe.local import LocalPipeline, LocalSettings, photos
 from facepipe.local.centerface import FixedDetector
 from facepipe.local.emulator import RekognitionError
-from tests.e2e.conftest import Local
+from tests.helpers import Local
 
 pytestmark = pytest.mark.rehearsal
 
@@ -70,7 +69,7 @@ def test_every_object_ends_in_exactly_one_outcome_under_faults() -> None:
         local = Local(pipeline)
         assert pipeline.runtime is not None and pipeline.emulator is not None
         local.settle()  # the s3:TestEvent
-        photo = samples.photo("astronaut.jpg")
+        photo = photos.photo("astronaut.jpg")
         pipeline.runtime.pause()  # stage everything first: a burst, and deletions that beat their processing
 
         images = {f"img/{i:03d}.jpg": local.upload(f"img/{i:03d}.jpg", photo) for i in range(240)}
@@ -182,7 +181,7 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
             return release(event, claim, reason)
 
         results.mark_retrying = throttled_release  # type: ignore[method-assign]
-        photo = samples.photo("astronaut.jpg")
+        photo = photos.photo("astronaut.jpg")
         died = {f"died/{i:02d}.jpg": local.upload(f"died/{i:02d}.jpg", photo) for i in range(8)}
 
         # v1, v2, then v1 deleted for good; the deletion is delivered before v2's create

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from facepipe import ops
-from facepipe.local import LOCAL_FUNCTION
-from facepipe.local import photos as samples
+from facepipe.local import LOCAL_FUNCTION, photos
 from facepipe.local.emulator import RekognitionError
-from tests.e2e.conftest import Local, start_local
+from tests.helpers import Local, start_local
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +30,7 @@ def test_redrive_replays_a_dead_letter_once_the_fault_is_fixed(detector) -> None
     pipeline = start_local(detector, fault=fault, settings={"retry_attempts": 1})
     try:
         local = Local(pipeline)
-        local.upload("later.jpg", samples.photo("grace_hopper.jpg"))
+        local.upload("later.jpg", photos.photo("grace_hopper.jpg"))
         local.settle()
         assert len(local.dlq()) == 1 and local.result("later.jpg").status == "RETRYING"
 
@@ -50,7 +49,7 @@ def test_redrive_replays_a_dead_letter_once_the_fault_is_fixed(detector) -> None
 def test_backfill_processes_what_was_there_before_and_resumes(local: Local) -> None:
     # Given objects that are in the bucket but have no results (as if uploaded before the stack existed)
     for name in ("astronaut.jpg", "coffee.jpg", "camera.jpg"):
-        local.upload(f"archive/{name}", samples.photo(name))
+        local.upload(f"archive/{name}", photos.photo(name))
     local.settle()
     dynamodb = local.p.client("dynamodb")
     for name in ("astronaut.jpg", "coffee.jpg"):

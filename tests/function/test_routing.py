@@ -9,8 +9,18 @@ from botocore.exceptions import ClientError
 
 from detect_faces.results import ResultsStore
 from detect_faces.settings import Settings
-from tests.builders import JPEG_BYTES, PNG_80, PNG_TINY, detect_faces_response, s3_event, s3_record, s3_test_event
-from tests.integration.conftest import BUCKET, TABLE, Pipeline
+from tests.helpers import (
+    BUCKET,
+    JPEG_BYTES,
+    PNG_80,
+    PNG_TINY,
+    TABLE,
+    Pipeline,
+    detect_faces_response,
+    s3_event,
+    s3_record,
+    s3_test_event,
+)
 
 pytestmark = pytest.mark.integration
 ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
@@ -72,7 +82,7 @@ def test_no_faces_is_a_result_too(pipeline: Pipeline) -> None:
 
 def test_attributes_all_is_requested_when_configured(aws, rekognition, capsys) -> None:
     from detect_faces import handler
-    from tests.integration.conftest import make_pipeline
+    from tests.helpers import make_pipeline
 
     p = make_pipeline(aws, rekognition, capsys, attributes="ALL")
     try:
