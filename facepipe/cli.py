@@ -233,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m facepipe results --stack Facepipe\n  python -m facepipe failures --local",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_local_mode(sub)
+    _add_operator_commands(sub)
+    return parser
 
+
+def _add_local_mode(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="run the pipeline locally on sample photos and print the results",
@@ -265,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_local_up)
 
+
+def _add_operator_commands(sub: Any) -> None:
     target = argparse.ArgumentParser(add_help=False)
     where = target.add_mutually_exclusive_group()
     where.add_argument(
@@ -339,7 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--start-after", default="", help="resume after this key (objects with results are skipped anyway)"
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

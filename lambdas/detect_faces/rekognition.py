@@ -11,7 +11,8 @@ from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ObjectRef
 from .retry import RETRY_CODES, Backoff
 
-# Routing table (docs/DESIGN.md, "What happens to each upload"), by Rekognition error code; the retried ones are in retry.py.
+# Routing table (docs/DESIGN.md, "What happens to each upload"), by Rekognition error code; the retried
+# ones are in retry.py.
 REJECT_CODES = frozenset({"InvalidImageFormatException", "ImageTooLargeException", "InvalidParameterException"})
 DEAD_LETTER_CODES = frozenset({"InvalidS3ObjectException"})
 
