@@ -84,7 +84,7 @@ bench: $(STAMP) bench-venv
 
 # A Lambda-like interpreter for the cold-start benchmark: boto3 (as the runtime ships it) + the layer's packages.
 build/lambda-venv/.installed: lambdas/detect_faces/requirements.txt requirements.txt
-	$(PYTHON) -m venv build/lambda-venv
+	$(PYTHON) -m venv --clear build/lambda-venv
 	build/lambda-venv/bin/python -m pip install -q $$(grep -E '^(boto3|botocore)==' requirements.txt) \
 	  -r lambdas/detect_faces/requirements.txt
 	touch $@

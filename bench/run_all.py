@@ -9,8 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RUNS = [
     ["detector.py"],
-    ["cold_start.py", "--runs", "9"],
-    ["cold_start.py", "--runs", "9", "--python", str(HERE.parent / "build" / "lambda-venv" / "bin" / "python")],
+    ["cold_start.py", "--runs", "21", "--python", str(HERE.parent / "build" / "lambda-venv" / "bin" / "python")],
     ["warm_cost.py", "--records", "300"],
     ["pipeline.py", "--n", "200"],
     ["burst.py", "--n", "600", "--tps", "8", "--duration", "0.35", "--sweep"],

@@ -56,6 +56,10 @@ def item_size(value: Any) -> int:
             ((kind, inner),) = value.items()
             if kind == "S":
                 return len(inner.encode())
+            if kind == "B":
+                return len(inner)
+            if kind == "SS":
+                return sum(len(v.encode()) for v in inner)
             if kind == "N":
                 return math.ceil(len(inner.replace(".", "").replace("-", "")) / 2) + 1
             if kind == "BOOL" or kind == "NULL":

@@ -95,7 +95,7 @@ class DetectFacesFunction(Construct):
             code=lambda_.Code.from_asset(str(layer_dir)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description=f"aws-lambda-powertools[tracer]=={POWERTOOLS_VERSION}",
+            description=f"aws-lambda-powertools=={POWERTOOLS_VERSION} (no X-Ray SDK)",
         )
         self.function = lambda_.Function(
             self,

@@ -11,7 +11,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from detect_faces.contract import METRICS_NAMESPACE, SERVICE_NAME, Metric
+from detect_faces.contract import DETECT_FACES_LATENCY, METRICS_NAMESPACE, SERVICE_NAME, Metric
 
 from .config import FacepipeConfig
 
@@ -64,12 +64,12 @@ class Monitoring(Construct):
             alarm.add_alarm_action(action)
             self.alarm_constructs[name] = alarm
 
-        def app_metric(name: Metric, label: str) -> cw.Metric:
+        def app_metric(name: str, label: str, statistic: str = "Sum") -> cw.Metric:
             return cw.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=name,
                 dimensions_map={"service": SERVICE_NAME},
-                statistic="Sum",
+                statistic=statistic,
                 period=five_minutes,
                 label=label,
             )
@@ -88,10 +88,14 @@ class Monitoring(Construct):
             ),
             cw.GraphWidget(title="Faces found", left=[app_metric(Metric.FACES, "faces")], width=12),
             cw.GraphWidget(
-                title="Throttling",
+                title="DetectFaces: throttling and latency",
                 left=[
                     app_metric(Metric.THROTTLED_RETRIES, "DetectFaces throttled retries"),
                     throttles.with_(label="Lambda throttles"),
+                ],
+                right=[
+                    app_metric(DETECT_FACES_LATENCY, "DetectFaces p50 (ms)", "p50"),
+                    app_metric(DETECT_FACES_LATENCY, "DetectFaces p99 (ms)", "p99"),
                 ],
                 width=12,
             ),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,10 +102,11 @@ class FakeContext:
 
 
 def face_detail(rng: random.Random, *, attributes: str = "DEFAULT") -> dict[str, Any]:
-    """A FaceDetail shaped like Rekognition's, with full-precision floats."""
+    """A FaceDetail shaped like Rekognition's, its numbers 32-bit floats as the service's are."""
 
     def r(lo: float = 0.0, hi: float = 1.0) -> float:
-        return rng.uniform(lo, hi)
+        # Rekognition's numbers are 32-bit floats (its API model types them `float`), sent as doubles
+        return float(struct.unpack("<f", struct.pack("<f", rng.uniform(lo, hi)))[0])
 
     landmark_types = ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
     if attributes == "ALL":
@@ -280,7 +283,11 @@ class Pipeline:
 
     def metrics(self) -> dict[str, float]:
         """Sum of every metric Powertools emitted (EMF on stdout) since the last call."""
-        totals: dict[str, float] = {}
+        return {name: sum(values) for name, values in self.metrics_values().items()}
+
+    def metrics_values(self) -> dict[str, list[float]]:
+        """Every value of every metric Powertools emitted (EMF on stdout) since the last call."""
+        found: dict[str, list[float]] = {}
         for line in self.capsys.readouterr().out.splitlines():
             if not line.startswith("{"):
                 continue
@@ -290,10 +297,8 @@ class Pipeline:
             for directive in blob["_aws"]["CloudWatchMetrics"]:
                 for metric in directive["Metrics"]:
                     value = blob[metric["Name"]]
-                    totals[metric["Name"]] = totals.get(metric["Name"], 0) + (
-                        sum(value) if isinstance(value, list) else value
-                    )
-        return totals
+                    found.setdefault(metric["Name"], []).extend(value if isinstance(value, list) else [value])
+        return found
 
 
 def make_pipeline(aws: Aws, rekognition: Rekognition, capsys: Any, attributes: str = "DEFAULT") -> Pipeline:
@@ -417,3 +422,31 @@ class Local:
 def start_local(detector: CenterFaceDetector, **kwargs: Any) -> LocalPipeline:
     settings = LocalSettings(**{"concurrency": 4, "delay_scale": 0.005, **kwargs.pop("settings", {})})
     return LocalPipeline(settings, detector=detector, **kwargs).start()
+
+
+@contextmanager
+def captured_logs(level: int = logging.INFO) -> Iterator[list[dict[str, Any]]]:
+    """The function's structured log lines (Powertools' JSON, as parsed dicts), at `level` and above."""
+    lines: list[dict[str, Any]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(record)))
+
+    capture = Capture()
+    capture.setFormatter(handler.logger.registered_formatter)
+    service = logging.getLogger(handler.logger.service)
+    # The function's child loggers (PlaceHolders are not loggers: making them real would orphan Powertools' children)
+    children = [log for name, log in logging.root.manager.loggerDict.items()
+                if name.startswith(f"{handler.logger.service}.") and isinstance(log, logging.Logger)]  # fmt: skip
+    loggers = [service, *children]
+    levels = [log.level for log in loggers]
+    service.addHandler(capture)
+    for log in loggers:
+        log.setLevel(level)
+    try:
+        yield lines
+    finally:
+        service.removeHandler(capture)
+        for log, previous in zip(loggers, levels, strict=True):
+            log.setLevel(previous)

@@ -36,7 +36,7 @@ class Status(enum.StrEnum):
 
 
 class Metric(enum.StrEnum):
-    """The function's metrics (Powertools EMF, namespace METRICS_NAMESPACE); all are counts."""
+    """The function's count metrics (Powertools EMF, namespace METRICS_NAMESPACE)."""
 
     DETECTED = "ImagesDetected"
     FACES = "FacesFound"
@@ -46,6 +46,10 @@ class Metric(enum.StrEnum):
     SKIPPED = "DuplicateOrStaleEvents"
     DELETED = "ResultsDeleted"
     FAILED = "RecordsFailed"
+
+
+# Milliseconds per DetectFaces call (each attempt of our backoff is one call).
+DETECT_FACES_LATENCY = "DetectFacesLatency"
 
 
 # ---- the function's environment (names; the defaults are Settings' fields, settings.py) ------------------

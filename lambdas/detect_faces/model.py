@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
-
 from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER
 
 # Rekognition limits (https://docs.aws.amazon.com/rekognition/latest/dg/limits.html)
@@ -54,6 +52,12 @@ def normalize_sequencer(sequencer: str | None) -> str:
     if len(value) > SEQUENCER_WIDTH:
         value = value.rstrip("0")
     return value.ljust(SEQUENCER_WIDTH, "0")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidEventError(f"{where} is not an object: {value!r:.80}")
+    return value
 
 
 def _object_size(value: Any) -> int | None:
@@ -116,27 +120,32 @@ class ImageEvent:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ImageEvent:
-        parsed = S3EventRecord(record)  # Powertools' S3 event data class
+        """Read an S3 notification record (the S3 user guide's "Event message structure"), checking every
+        field the function relies on. Plain dict access: Powertools' data classes package would import some
+        forty event types at cold start for this one (docs/DESIGN.md, "Cold start, tracing and what a
+        record's calls cost")."""
         try:
-            obj = parsed.s3.get_object
-            bucket = parsed.s3.bucket.name
-            raw_key = obj.key
-            event_name = parsed.event_name
+            s3 = _mapping(record, "record")["s3"]
+            obj = _mapping(_mapping(s3, "s3")["object"], "s3.object")
+            bucket = _mapping(_mapping(s3, "s3")["bucket"], "s3.bucket")["name"]
+            raw_key = obj["key"]
+            event_name = record["eventName"]
             size = _object_size(obj.get("size"))
             for name, value in (("object key", raw_key), ("bucket name", bucket), ("eventName", event_name)):
                 if not isinstance(value, str) or not value:
                     raise InvalidEventError(f"{name} {value!r} is not a non-empty string")
-            version_id = obj.version_id
+            version_id = obj.get("versionId")
             if version_id is not None and not isinstance(version_id, str):
                 raise InvalidEventError(f"versionId {version_id!r} is not a string")
+            etag = obj.get("eTag")
             return cls(
                 # Keys arrive URL-encoded ("a b+c.jpg" -> "a+b%2Bc.jpg"); decode exactly once, here.
                 ref=ObjectRef(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id or None),
                 event_name=event_name.removeprefix("s3:"),
-                event_time=str(parsed.get("eventTime") or ""),
-                region=str(parsed.get("awsRegion") or ""),
+                event_time=str(record.get("eventTime") or ""),
+                region=str(record.get("awsRegion") or ""),
                 size=size,
-                etag=str(obj.etag) if obj.etag else None,
+                etag=str(etag) if etag else None,
                 sequencer=normalize_sequencer(obj.get("sequencer")),
                 raw=record,
             )

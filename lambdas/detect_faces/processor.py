@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
+from . import calls
 from .contract import REDRIVE_FLAG, Metric, Status
 from .dead_letters import DeadLetterWriter
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
@@ -103,6 +103,7 @@ class Processor:
     def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: Any = None) -> RecordResult:
         event = ImageEvent.from_record(raw)
         logger.thread_safe_append_keys(
+            aws_calls=calls.begin_record(),  # filled as the record's calls complete; every line shows it so far
             correlation_id=event.ref.uri,
             object_key=event.ref.key,
             version_id=event.ref.version_id,
@@ -196,6 +197,8 @@ class Processor:
     def _dead_letter_malformed(
         self, raw: Any, exc: InvalidEventError, context: InvocationContext, redrive: Any
     ) -> RecordResult:
+        import hashlib  # the malformed-record path only
+
         record = raw if isinstance(raw, dict) else {"record": raw}
         fingerprint = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
         # Once per record: when another record of the event fails, Lambda retries the whole event.

@@ -12,7 +12,6 @@ META_SK names the sequencer whose chunks are current.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,10 +35,14 @@ from .contract import (
     Status,
 )
 from .errors import error_code
+from .faces import ENCODING as FACES_ENCODING
+from .faces import decode as decode_faces
+from .faces import encode as encode_faces
 from .model import ImageEvent, utc_iso
 
-# JSON length is an upper bound for DynamoDB's size of the same data; keep chunks far below 400 KB.
-MAX_CHUNK_JSON_CHARS = 300_000
+# One chunk's blob stays far below DynamoDB's 400 KB item limit.
+MAX_CHUNK_BYTES = 300_000
+FACES_BLOB = "faces_fpf1"  # a chunk's FaceDetails, FPF1-encoded (faces.py)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -49,12 +52,8 @@ def image_pk(bucket: str, key: str) -> str:
     return f"{bucket}/{key}"
 
 
-def to_dynamo(value: Any) -> Any:
-    """Floats become Decimals with the exact digits Python prints, so they read back as the same floats."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
-
-
 def from_dynamo(value: Any) -> Any:
+    """DynamoDB numbers (Decimal) back to Python ints and floats: how FaceDetails stored before FPF1 read."""
     if isinstance(value, Decimal):
         exponent = value.as_tuple().exponent
         return int(value) if isinstance(exponent, int) and exponent == 0 else float(value)
@@ -138,20 +137,24 @@ def _mentions(text: str, placeholder: str) -> bool:
     return re.search(re.escape(placeholder) + r"(?![A-Za-z0-9_])", text) is not None
 
 
-def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_JSON_CHARS) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for face in faces:
-        face_size = len(json.dumps(face))
-        if current and size + face_size > limit:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(face)
-        size += face_size
-    if current:
-        chunks.append(current)
-    return chunks
+def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_BYTES) -> list[bytes]:
+    """FaceDetails as FPF1 blobs (faces.py), each far below DynamoDB's 400 KB item limit: all of them in one
+    blob when it fits (100 faces with Attributes=ALL take ~40 KB), else halves, recursively."""
+    if not faces:
+        return []
+    blob = encode_faces(faces)
+    if len(blob) <= limit or len(faces) == 1:
+        return [blob]
+    middle = len(faces) // 2
+    return chunk_faces(faces[:middle], limit) + chunk_faces(faces[middle:], limit)
+
+
+def chunk_faces_of(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The FaceDetails of one stored chunk: FPF1 (since 0.2), or DynamoDB numbers (items written before)."""
+    if FACES_BLOB in item:
+        blob = item[FACES_BLOB]
+        return decode_faces(bytes(blob.value if hasattr(blob, "value") else blob))
+    return [from_dynamo(face) for face in item.get("faces", [])]
 
 
 @dataclass
@@ -312,16 +315,16 @@ class ResultsStore:
         self, event: ImageEvent, claim: Claim, faces: list[dict[str, Any]], attributes: str, now: datetime
     ) -> bool:
         chunks = chunk_faces(faces)
-        for index, chunk in enumerate(chunks):
+        for index, blob in enumerate(chunks):
+            key = self._key(event, f"{FACES_SK_PREFIX}{event.sequencer}#{index:04d}")
             self._client.put_item(
                 TableName=self._table,
-                Item=_ser(
-                    {
-                        **self._key_values(event, f"{FACES_SK_PREFIX}{event.sequencer}#{index:04d}"),
-                        "sequencer": event.sequencer,
-                        "faces": to_dynamo(chunk),
-                    }
-                ),
+                Item={
+                    **key,
+                    "sequencer": {"S": event.sequencer},
+                    "encoding": {"S": FACES_ENCODING},
+                    FACES_BLOB: {"B": blob},
+                },
             )
         committed = self._finish(
             event,
@@ -519,7 +522,7 @@ def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
     sequencer = str(meta.get("sequencer", ""))
     current = {f"{FACES_SK_PREFIX}{sequencer}#{n:04d}" for n in range(int(meta.get("face_chunks") or 0))}
     chunks = sorted((i for i in items if i.get(TABLE_SORT_KEY) in current), key=lambda i: i[TABLE_SORT_KEY])
-    faces = [from_dynamo(face) for chunk in chunks for face in chunk.get("faces", [])]
+    faces = [face for chunk in chunks for face in chunk_faces_of(chunk)]
     size = meta.get("size_bytes")
     count = meta.get("face_count")
     return ImageResult(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from detect_faces.contract import BACKFILL_SEQUENCER
 from detect_faces.dead_letters import failure_record, sqs_attribute_value
+from detect_faces.faces import decode as decode_faces
+from detect_faces.faces import encode as encode_faces
 from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequencer
-from detect_faces.results import MAX_CHUNK_JSON_CHARS, chunk_faces, from_dynamo, to_dynamo
+from detect_faces.results import chunk_faces, chunk_faces_of, from_dynamo
 from detect_faces.retry import Backoff
 from detect_faces.settings import ConfigurationError, Settings
+from facepipe.local.aws import FAKE_CREDENTIALS
 from tests.helpers import detect_faces_response, s3_record
 
 pytestmark = pytest.mark.unit
@@ -126,25 +130,44 @@ def test_backoff_never_sleeps_past_the_deadline() -> None:
     assert len(sleeps) <= 2
 
 
-def test_face_chunks_stay_under_the_item_limit_and_keep_order() -> None:
+def test_a_hundred_faces_with_all_attributes_fit_one_small_chunk_and_read_back_exactly() -> None:
     faces = detect_faces_response(100, attributes="ALL")["FaceDetails"]
-    chunks = chunk_faces(faces)
-    assert len(chunks) >= 2
-    assert [f for c in chunks for f in c] == faces
-    assert all(len(json.dumps(c)) <= MAX_CHUNK_JSON_CHARS for c in chunks)
+    (blob,) = chunk_faces(faces)
+    assert len(blob) < 60_000  # ~40 write units, where DynamoDB numbers took ~350
+    assert decode_faces(blob) == faces
+    assert json.dumps(decode_faces(blob)) == json.dumps(faces)  # the same values, keys and order
     assert chunk_faces([]) == []
 
 
-def test_numbers_round_trip_exactly_through_decimal() -> None:
-    faces = detect_faces_response(20, attributes="ALL")["FaceDetails"]
+def test_chunks_split_under_the_limit_and_keep_order() -> None:
+    faces = detect_faces_response(100, attributes="ALL")["FaceDetails"]
+    chunks = chunk_faces(faces, limit=8_000)
+    assert len(chunks) >= 4 and all(len(c) <= 8_000 for c in chunks)
+    assert [f for c in chunks for f in decode_faces(c)] == faces
+
+
+def test_every_value_reads_back_exactly_whatever_it_is() -> None:
+    # Values float32 cannot carry (a chunk then uses doubles), signed zero, tiny and huge numbers, ints,
+    # booleans, strings that look like the encoding's own markers, nulls, empty containers
+    faces = detect_faces_response(3, attributes="ALL")["FaceDetails"]
     faces[0]["Confidence"] = 99.99999237060547
     faces[1]["Confidence"] = 1e-07
     faces[2]["Pose"]["Yaw"] = -0.0
-    back = from_dynamo(to_dynamo(faces))
+    faces[2]["Odd"] = {"s": "\0n", "t": "\0", "none": None, "big": 1e300, "list": [], "map": {}, "n": 7}
+    back = decode_faces(encode_faces(faces))
     assert back == faces
     assert repr(back[0]["Confidence"]) == "99.99999237060547"
-    assert isinstance(back[0]["AgeRange"]["Low"], int)
-    assert back[1]["Confidence"] == 1e-07
+    assert isinstance(back[0]["AgeRange"]["Low"], int) and back[0]["Smile"]["Value"] in (True, False)
+    assert str(back[2]["Pose"]["Yaw"]) == "-0.0" and back[2]["Odd"]["s"] == "\0n" and back[2]["Odd"]["none"] is None
+    only_float32 = detect_faces_response(3, attributes="ALL")["FaceDetails"]
+    assert len(encode_faces(only_float32)) < len(encode_faces(faces))  # float32 when every value allows it
+
+
+def test_numbers_stored_by_earlier_versions_still_read_back_exactly() -> None:
+    faces = detect_faces_response(5, attributes="ALL")["FaceDetails"]
+    legacy = json.loads(json.dumps(faces), parse_float=Decimal)  # how items before FPF1 stored FaceDetails
+    assert chunk_faces_of({"faces": legacy}) == faces
+    assert repr(from_dynamo(Decimal("99.99999237060547"))) == "99.99999237060547"
 
 
 def test_failure_record_has_lambda_destination_shape() -> None:
@@ -189,3 +212,43 @@ def test_sqs_attribute_values_keep_printable_text_and_replace_what_sqs_refuses()
     assert sqs_attribute_value("tab\tnew\nline\r") == "tab\tnew\nline\r"
     assert len(sqs_attribute_value("k" * 5000)) == 1024
     assert sqs_attribute_value("") == "-"  # SQS refuses an empty value
+
+
+PROBE = """
+import json, sys
+
+class Watch:  # records every attempt to import the X-Ray SDK (or its wrapt), installed or not
+    tried = []
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("aws_xray_sdk", "wrapt"):
+            self.tried.append(name)
+        return None
+
+sys.meta_path.insert(0, Watch())
+import botocore.client
+created = []
+original = botocore.client.ClientCreator.create_client
+def counting(self, service_name, *args, **kwargs):
+    created.append(service_name)
+    return original(self, service_name, *args, **kwargs)
+botocore.client.ClientCreator.create_client = counting
+
+from detect_faces import handler
+processor = handler.build_processor()
+at_build = list(created)
+processor.rekognition._client.meta  # the first record needs Rekognition's region: the client is built then
+print(json.dumps({"xray": Watch.tried, "clients_at_build": at_build, "clients_after": sorted(created)}))
+"""
+
+
+def test_the_function_imports_no_xray_sdk_and_builds_its_clients_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    env = {"RESULTS_TABLE": "t", "FAILURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+           "AWS_DEFAULT_REGION": "us-east-1", **FAKE_CREDENTIALS}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["xray"] == []  # not imported, not even attempted
+    assert seen["clients_at_build"] == []  # nothing at import or build: the first record builds what it uses
+    assert seen["clients_after"] == ["rekognition"]

@@ -318,13 +318,11 @@ def test_the_dlq_record_of_a_key_with_control_characters_is_sent_with_the_exact_
 
 def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
     # Given the real handler and Logger, run on threads as local mode runs them, all inside one record at once
-    import logging
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from detect_faces import handler
-    from detect_faces import processor as processor_module
-    from tests.helpers import FakeContext
+    from tests.helpers import FakeContext, captured_logs
 
     n = 6
     barrier = threading.Barrier(n, timeout=10)
@@ -340,20 +338,6 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
         def inspect(self, ref, size):
             return None
 
-    lines: list[dict] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(self.format(record)))
-
-    capture = Capture()
-    capture.setFormatter(handler.logger.registered_formatter)
-    service_logger = logging.getLogger(handler.logger.service)
-    service_logger.addHandler(capture)
-    loggers = [service_logger, logging.getLogger(processor_module.logger.name)]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.INFO)
     settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url)
     processor = handler.build_processor(s3=aws.s3, dynamodb=aws.dynamodb, sqs=aws.sqs, settings=settings)
     processor.rekognition = Rekognition()
@@ -361,14 +345,11 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
     handler.set_processor(processor)
     try:
         events = [s3_event(s3_record(BUCKET, f"burst/{i:05d}.jpg", size=len(JPEG_BYTES))) for i in range(n)]
-        with ThreadPoolExecutor(n) as pool:
+        with captured_logs() as lines, ThreadPoolExecutor(n) as pool:
             results = list(
                 pool.map(lambda i: handler.lambda_handler(events[i], FakeContext(aws_request_id=f"req-{i}")), range(n))
             )
     finally:
-        service_logger.removeHandler(capture)
-        for log, level in zip(loggers, levels, strict=True):
-            log.setLevel(level)
         handler.set_processor(None)
 
     # Then every line names the record and the request it belongs to
