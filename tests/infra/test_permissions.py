@@ -1,0 +1,236 @@
+"""The function's role, proven call by call: every AWS call the function makes on the routing table's paths
+becomes an IAM action on its exact resource, evaluated (moto's IAM policy evaluator) against the role policy of
+the synthesized template. Every call must be allowed, and every allowed action must be needed by some call or
+say which path needs it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto.iam.access_control import IAMPolicy, PermissionResult
+
+from detect_faces import handler
+from detect_faces.settings import Settings
+from facepipe import ops
+from tests.helpers import (
+    BUCKET,
+    JPEG_BYTES,
+    REGION,
+    TABLE,
+    Aws,
+    FakeContext,
+    Rekognition,
+    detect_faces_response,
+    s3_event,
+    s3_record,
+)
+from tests.infra.synth import Synth
+
+pytestmark = pytest.mark.infra
+
+ACCOUNT = "123456789012"
+QUEUE = "dlq"  # tests.helpers.moto_aws names the DLQ so
+ARNS = {
+    "AWS::S3::Bucket": f"arn:aws:s3:::{BUCKET}",
+    "AWS::DynamoDB::GlobalTable": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}",
+    "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}",
+    "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/detect-faces:*",
+}
+# Allowed actions no recorded call needs, each with the path that does need it.
+NEEDED_ELSEWHERE = {
+    "logs:CreateLogStream": "Lambda writes the function's logs with its role",
+    "logs:PutLogEvents": "Lambda writes the function's logs with its role",
+    "xray:PutTraceSegments": "Lambda's active tracing sends the invocation's segments with the role",
+    "xray:PutTelemetryRecords": "Lambda's active tracing",
+    "sqs:GetQueueAttributes": "CDK's SqsDestination grant (grantSendMessages) adds it with SendMessage",
+    "sqs:GetQueueUrl": "CDK's SqsDestination grant (grantSendMessages) adds it with SendMessage",
+}
+
+
+def function_role_policy(synth: Synth) -> dict[str, Any]:
+    """The role policy of the detect_faces function, its CloudFormation references resolved to the ARNs of the
+    moto resources the recorded calls used."""
+    (function,) = [
+        r for r in synth.resources("AWS::Lambda::Function").values() if "Layers" in r["Properties"]
+    ]  # the function with the Powertools layer; CDK's notification handler has none
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p for p in synth.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    by_id = {rid: ARNS.get(r["Type"]) for rid, r in synth.raw["Resources"].items()}
+    uploads = next(
+        rid for rid, r in synth.resources("AWS::S3::Bucket").items() if "VersioningConfiguration" in r["Properties"]
+    )
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            assert attribute == "Arn" and by_id.get(logical_id), value
+            assert synth.raw["Resources"][logical_id]["Type"] != "AWS::S3::Bucket" or logical_id == uploads
+            return by_id[logical_id]
+        if isinstance(value, dict) and "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return separator.join(resolve(p) for p in parts)
+        if isinstance(value, dict) and value.get("Ref") == "AWS::Partition":
+            return "aws"
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    document: dict[str, Any] = resolve(policy["Properties"]["PolicyDocument"])
+    return document
+
+
+class Recorder:
+    """Every call the function's own clients make, as (IAM action, resource ARN) pairs."""
+
+    def __init__(self) -> None:
+        self.needs: list[tuple[str, str, str]] = []  # action, resource, the call that needs it
+
+    def watch(self, client: Any) -> Any:
+        service = client.meta.service_model.service_name
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            for action, resource in iam_needs(service, model.name, params):
+                self.needs.append((action, resource, f"{service}:{model.name}"))
+
+        client.meta.events.register("provide-client-params", record)
+        return client
+
+
+def iam_needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    if service == "dynamodb":
+        table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
+        if params.get("IndexName"):
+            table += f"/index/{params['IndexName']}"
+        return [(f"dynamodb:{operation}", table)]
+    if service == "s3":
+        obj = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+        # HeadObject is authorised as GetObject; a version is read with GetObjectVersion
+        return [("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject", obj)]
+    if service == "rekognition":
+        s3_object = params["Image"]["S3Object"]
+        read = "s3:GetObjectVersion" if s3_object.get("Version") else "s3:GetObject"
+        # Rekognition reads the S3 object with the caller's permissions
+        return [(f"rekognition:{operation}", "*"), (read, f"arn:aws:s3:::{s3_object['Bucket']}/{s3_object['Name']}")]
+    if service == "sqs":
+        name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    raise AssertionError(f"the function called {service}:{operation}, which this test does not map yet")
+
+
+def allowed(document: dict[str, Any], action: str, resource: str) -> bool:
+    return IAMPolicy(json.dumps(document)).is_action_permitted(action, resource) == PermissionResult.PERMITTED
+
+
+@pytest.fixture
+def recorded(aws: Aws, rekognition: Rekognition) -> list[tuple[str, str, str]]:
+    """The routing table's paths, run through the real handler with clients only the function uses."""
+    recorder = Recorder()
+    settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url, detect_max_attempts=1)
+    handler.set_processor(
+        handler.build_processor(
+            s3=recorder.watch(boto3.client("s3", region_name=REGION)),
+            rekognition=recorder.watch(rekognition.client),
+            dynamodb=recorder.watch(boto3.client("dynamodb", region_name=REGION)),
+            sqs=recorder.watch(boto3.client("sqs", region_name=REGION)),
+            settings=settings,
+        )
+    )
+    context = FakeContext()
+
+    def run(record: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):  # the paths that fail the invocation are paths too
+            handler.lambda_handler(s3_event(record), context)
+
+    try:
+        v1 = aws.put("a.jpg", JPEG_BYTES)
+        rekognition.respond(detect_faces_response(2))
+        run(s3_record(BUCKET, "a.jpg", version_id=v1, size=len(JPEG_BYTES)))  # DETECTED, a version
+        run(s3_record(BUCKET, "a.jpg", version_id=v1, size=len(JPEG_BYTES), sequencer="0"))  # stale: GetItem
+        v2 = aws.put("a.jpg", JPEG_BYTES + b"2")
+        rekognition.respond(detect_faces_response(1))
+        run(s3_record(BUCKET, "a.jpg", version_id=v2, size=len(JPEG_BYTES)))  # replaces v1's chunks: DeleteItem
+        aws.s3.put_object(Bucket=BUCKET, Key="plain.jpg", Body=JPEG_BYTES)
+        rekognition.fail("InvalidParameterException")
+        run(s3_record(BUCKET, "plain.jpg", size=len(JPEG_BYTES)))  # no version: GetObject; REJECTED
+        run(s3_record(BUCKET, "gone.jpg", size=len(JPEG_BYTES)))  # gone before read: DLQ (SendMessage)
+        aws.put("retry.jpg", JPEG_BYTES)
+        rekognition.fail("ThrottlingException")
+        run(s3_record(BUCKET, "retry.jpg", size=len(JPEG_BYTES)))  # RETRYING
+        rekognition.respond(detect_faces_response(1))
+        run(s3_record(BUCKET, "retry.jpg", size=len(JPEG_BYTES)))  # after RETRYING: Query for stray chunks
+        listed = aws.s3.list_object_versions(Bucket=BUCKET, Prefix="a.jpg")["Versions"][0]
+        run(ops.backfill_event(BUCKET, listed, REGION)["Records"][0])  # backfill: HeadObject
+        run(s3_record(BUCKET, "a.jpg", event_name="ObjectRemoved:DeleteMarkerCreated", version_id="m"))  # removal
+        run({"eventName": "ObjectCreated:Put", "s3": "malformed"})  # malformed: marker item, SendMessage
+    finally:
+        handler.set_processor(None)
+    return recorder.needs
+
+
+def test_every_call_the_function_makes_is_allowed_by_its_role(default_synth: Synth, recorded) -> None:
+    document = function_role_policy(default_synth)
+    denied = sorted({(a, r, call) for a, r, call in recorded if not allowed(document, a, r)})
+    assert denied == []
+    # the paths above reached every kind of call the function makes
+    actions = {a for a, _, _ in recorded}
+    assert {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectFaces", "sqs:SendMessage"} <= actions
+    assert {f"dynamodb:{op}" for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")} <= actions
+
+
+def unneeded_actions(document: dict[str, Any], recorded: list[tuple[str, str, str]]) -> list[str]:
+    """Allowed actions that no recorded call needs (remove one: every call is still allowed) and that do not
+    say which other path needs them."""
+    unneeded = []
+    for index, statement in enumerate(document["Statement"]):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            if action in NEEDED_ELSEWHERE:
+                continue
+            narrowed = copy.deepcopy(document)
+            kept = [a for a in actions if a != action]
+            if kept:
+                narrowed["Statement"][index]["Action"] = kept
+            else:
+                del narrowed["Statement"][index]
+            if all(allowed(narrowed, a, r) for a, r, _ in recorded):
+                unneeded.append(action)
+    return unneeded
+
+
+def test_every_allowed_action_is_needed_by_a_call_or_says_which_path_needs_it(default_synth: Synth, recorded):
+    document = function_role_policy(default_synth)
+    assert unneeded_actions(document, recorded) == []
+    # and the acknowledged ones are really in the role (no stale reasons)
+    granted = {
+        a for s in document["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert set(NEEDED_ELSEWHERE) <= granted
+
+
+def test_a_broader_role_is_caught(default_synth: Synth, recorded) -> None:
+    document = function_role_policy(default_synth)
+    for statement in document["Statement"]:
+        if statement.get("Sid") == "WriteResults":
+            statement["Action"] = [*statement["Action"], "dynamodb:Scan"]
+    document["Statement"].append({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"})
+    assert unneeded_actions(document, recorded) == ["dynamodb:Scan", "s3:PutObject"]
+
+
+def test_a_narrower_role_is_caught(default_synth: Synth, recorded) -> None:
+    # The check can fail: without GetObjectVersion, reading a version (ours and Rekognition's) is denied
+    document = function_role_policy(default_synth)
+    for statement in document["Statement"]:
+        if statement.get("Sid") == "ReadUploads":
+            statement["Action"] = ["s3:GetObject"]
+    denied = {(a, call) for a, r, call in recorded if not allowed(document, a, r)}
+    assert ("s3:GetObjectVersion", "s3:GetObject") in denied
+    assert ("s3:GetObjectVersion", "rekognition:DetectFaces") in denied
