@@ -10,7 +10,7 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv layer node lint test test-fast demo local synth bootstrap deploy destroy bench bench-venv clean
+.PHONY: help venv layer lambda-runtime node lint test test-fast demo local synth bootstrap deploy destroy bench bench-venv clean
 
 help:
 	@echo "make demo     run the whole pipeline locally on sample photos (no AWS account needed)"
@@ -45,6 +45,16 @@ $(LAYER_STAMP): lambdas/detect_faces/requirements.txt | $(STAMP)
 
 layer: $(LAYER_STAMP)
 
+# What the Lambda Python runtime itself provides (boto3, botocore and their dependencies), alone in a folder:
+# the package test runs the function's asset + layer on it, with nothing else importable.
+RUNTIME_DIR := build/lambda-runtime
+$(RUNTIME_DIR)/.installed: requirements.txt | $(STAMP)
+	rm -rf $(RUNTIME_DIR)
+	$(BIN)/python -m pip install -q --target $(RUNTIME_DIR) $$(grep -E '^(boto3|botocore)==' requirements.txt)
+	touch $@
+
+lambda-runtime: $(RUNTIME_DIR)/.installed
+
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
@@ -55,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy lambdas/detect_faces facepipe infra
 
-test: lint layer node
+test: lint layer lambda-runtime node
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -5,6 +5,7 @@ cdk.json holds only CDK's feature flags, so no default is written twice."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ class FacepipeConfig:
         if retention not in LOG_RETENTION_DAYS:
             raise ContextError(f"context {PREFIX}logRetentionDays must be one of {LOG_RETENTION_DAYS}, got {retention}")
         email = get("alarmEmail", None)
-        if email is not None and "@" not in str(email):
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
             raise ContextError(f"context {PREFIX}alarmEmail must be an email address, got {email!r}")
         quota_raw = get("detectFacesQuota", None)
         try:

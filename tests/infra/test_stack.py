@@ -342,6 +342,43 @@ def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "out" / "Facepipe.template.json").exists()
 
+    # And `python app.py`, run directly, synthesizes the very same template (it reads cdk.json itself)
+    direct = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env={**env, "CDK_OUTDIR": str(tmp_path / "direct")},
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert direct.returncode == 0, direct.stderr[-3000:]
+
+    def resources(path: Path) -> dict[str, Any]:  # less what only the CLI adds: path metadata, CDKMetadata
+        template = json.loads(path.read_text())
+        return {k: {a: v for a, v in r.items() if a != "Metadata"} for k, r in template["Resources"].items()
+                if r["Type"] != "AWS::CDK::Metadata"}  # fmt: skip
+
+    via_cli = resources(tmp_path / "out" / "Facepipe.template.json")
+    assert resources(tmp_path / "direct" / "Facepipe.template.json") == via_cli
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"CDK_CONTEXT_JSON": json.dumps({"facepipe:alarmEmail": "ops-at-example"})},
+         "facepipe: context facepipe:alarmEmail must be an email address, got 'ops-at-example'"),
+        ({"CDK_CONTEXT_JSON": json.dumps({"facepipe:retryAttempts": 5})},
+         "facepipe: context facepipe:retryAttempts must be between 0 and 2, got 5"),
+        ({"CDK_DEFAULT_REGION": "xx-nowhere-1"},
+         "facepipe: region xx-nowhere-1 does not offer Amazon Rekognition; set AWS_REGION to one that does"),
+    ],
+)  # fmt: skip
+def test_a_setup_mistake_stops_synthesis_with_one_line(tmp_path, env: dict[str, str], line: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT,
+        env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_OUTDIR": str(tmp_path), **env},
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (printed,) = result.stderr.strip().splitlines()
+    assert printed.startswith(line), printed
+
 
 def test_the_layer_is_built_for_the_functions_runtime_and_architecture() -> None:
     from infra.function import ARCHITECTURE, RUNTIME
