@@ -81,6 +81,7 @@ OUTPUT_DLQ_URL = "DeadLetterQueueUrl"
 OUTPUT_DLQ_NAME = "DeadLetterQueueName"
 OUTPUT_FUNCTION = "DetectorFunctionName"
 OUTPUT_ALARM_TOPIC = "AlarmTopicArn"
+OUTPUT_OPERATOR_POLICY = "OperatorPolicyArn"
 
 # ---- operator events -----------------------------------------------------------------------------------
 # An event that carries this key is an operator's replay of a dead-lettered record (`facepipe redrive`).

@@ -8,13 +8,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from detect_faces import handler
+from detect_faces import contract, handler
 from detect_faces.settings import Settings
 from facepipe import ops
 from tests.helpers import (
@@ -35,6 +38,8 @@ pytestmark = pytest.mark.infra
 
 ACCOUNT = "123456789012"
 QUEUE = "dlq"  # tests.helpers.moto_aws names the DLQ so
+FUNCTION = "detect-faces-fn"
+STACK = "Facepipe"
 ARNS = {
     "AWS::S3::Bucket": f"arn:aws:s3:::{BUCKET}",
     "AWS::DynamoDB::GlobalTable": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}",
@@ -52,17 +57,38 @@ NEEDED_ELSEWHERE = {
 }
 
 
+def detect_faces_function(synth: Synth) -> tuple[str, dict[str, Any]]:
+    # the function with the Powertools layer; CDK's notification handler has none
+    ((function_id, function),) = [
+        (k, r) for k, r in synth.resources("AWS::Lambda::Function").items() if "Layers" in r["Properties"]
+    ]
+    return function_id, function
+
+
 def function_role_policy(synth: Synth) -> dict[str, Any]:
     """The role policy of the detect_faces function, its CloudFormation references resolved to the ARNs of the
     moto resources the recorded calls used."""
-    (function,) = [
-        r for r in synth.resources("AWS::Lambda::Function").values() if "Layers" in r["Properties"]
-    ]  # the function with the Powertools layer; CDK's notification handler has none
+    _, function = detect_faces_function(synth)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
     (policy,) = [
         p for p in synth.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
     ]
+    return resolved(synth, policy["Properties"]["PolicyDocument"])
+
+
+def operator_policy(synth: Synth) -> dict[str, Any]:
+    (policy,) = synth.resources("AWS::IAM::ManagedPolicy").values()
+    return resolved(synth, policy["Properties"]["PolicyDocument"])
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+          "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0123"}  # fmt: skip
+
+
+def resolved(synth: Synth, document: dict[str, Any]) -> dict[str, Any]:
+    """A policy document with its references resolved to the ARNs of the moto resources the calls used."""
     by_id = {rid: ARNS.get(r["Type"]) for rid, r in synth.raw["Resources"].items()}
+    by_id[detect_faces_function(synth)[0]] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
     uploads = next(
         rid for rid, r in synth.resources("AWS::S3::Bucket").items() if "VersioningConfiguration" in r["Properties"]
     )
@@ -76,16 +102,16 @@ def function_role_policy(synth: Synth) -> dict[str, Any]:
         if isinstance(value, dict) and "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
             return separator.join(resolve(p) for p in parts)
-        if isinstance(value, dict) and value.get("Ref") == "AWS::Partition":
-            return "aws"
+        if isinstance(value, dict) and value.get("Ref") in PSEUDO:
+            return PSEUDO[value["Ref"]]
         if isinstance(value, list):
             return [resolve(v) for v in value]
         if isinstance(value, dict):
             return {k: resolve(v) for k, v in value.items()}
         return value
 
-    document: dict[str, Any] = resolve(policy["Properties"]["PolicyDocument"])
-    return document
+    result: dict[str, Any] = resolve(document)
+    return result
 
 
 class Recorder:
@@ -111,6 +137,8 @@ def iam_needs(service: str, operation: str, params: dict[str, Any]) -> list[tupl
         if params.get("IndexName"):
             table += f"/index/{params['IndexName']}"
         return [(f"dynamodb:{operation}", table)]
+    if service == "s3" and operation == "ListObjectVersions":
+        return [("s3:ListBucketVersions", f"arn:aws:s3:::{params['Bucket']}")]
     if service == "s3":
         obj = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
         # HeadObject is authorised as GetObject; a version is read with GetObjectVersion
@@ -122,7 +150,13 @@ def iam_needs(service: str, operation: str, params: dict[str, Any]) -> list[tupl
         return [(f"rekognition:{operation}", "*"), (read, f"arn:aws:s3:::{s3_object['Bucket']}/{s3_object['Name']}")]
     if service == "sqs":
         name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
-        return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+        action = operation.removesuffix("Batch")  # a batch call is authorised as its single action
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if service == "cloudformation":
+        return [(f"cloudformation:{operation}", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0123")]
+    if service == "lambda":
+        name = params["FunctionName"]
+        return [("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")]
     raise AssertionError(f"the function called {service}:{operation}, which this test does not map yet")
 
 
@@ -186,14 +220,16 @@ def test_every_call_the_function_makes_is_allowed_by_its_role(default_synth: Syn
     assert {f"dynamodb:{op}" for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")} <= actions
 
 
-def unneeded_actions(document: dict[str, Any], recorded: list[tuple[str, str, str]]) -> list[str]:
+def unneeded_actions(
+    document: dict[str, Any], recorded: list[tuple[str, str, str]], exempt: dict[str, str] = NEEDED_ELSEWHERE
+) -> list[str]:
     """Allowed actions that no recorded call needs (remove one: every call is still allowed) and that do not
     say which other path needs them."""
     unneeded = []
     for index, statement in enumerate(document["Statement"]):
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
-            if action in NEEDED_ELSEWHERE:
+            if action in exempt:
                 continue
             narrowed = copy.deepcopy(document)
             kept = [a for a in actions if a != action]
@@ -234,3 +270,111 @@ def test_a_narrower_role_is_caught(default_synth: Synth, recorded) -> None:
     denied = {(a, call) for a, r, call in recorded if not allowed(document, a, r)}
     assert ("s3:GetObjectVersion", "s3:GetObject") in denied
     assert ("s3:GetObjectVersion", "rekognition:DetectFaces") in denied
+
+
+# ---- the operators' managed policy, proven the same way ---------------------------------------------------
+
+
+class RecordingSession:
+    """What ops.stack_target takes: a boto3 session whose clients are recorded (Lambda's Invoke answered 202)."""
+
+    region_name = REGION
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.lambda_ = boto3.client("lambda", region_name=REGION)
+        self.lambda_.meta.events.register("before-call.lambda.Invoke", lambda **_: (Accepted(), {"StatusCode": 202}))
+        recorder.watch(self.lambda_)
+        self.clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service == "lambda":
+            return self.lambda_
+        if service not in self.clients:
+            self.clients[service] = self.recorder.watch(boto3.client(service, region_name=REGION))
+        return self.clients[service]
+
+
+class Accepted:
+    status_code = 202
+    headers: dict[str, str] = {}
+
+
+@pytest.fixture
+def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
+    """Every operator command against a stack: results (+ --json), show, failures, redrive, backfill."""
+    from datetime import UTC, datetime
+
+    from detect_faces.model import ImageEvent
+    from detect_faces.results import ResultsStore
+    from facepipe.local.photos import photo
+
+    outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: aws.queue_url,
+               contract.OUTPUT_FUNCTION: FUNCTION}  # fmt: skip
+    template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
+    boto3.client("cloudformation", region_name=REGION).create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    version = aws.put("team.jpg", photo("astronaut.jpg"))
+    store = ResultsStore(aws.dynamodb, TABLE)
+    event = ImageEvent.from_record(s3_record(BUCKET, "team.jpg", version_id=version))
+    now = datetime.now(UTC)
+    claim = store.claim(event, "t", now, lease_seconds=60, redrive=False)
+    store.store_detected(event, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)
+    aws.put("archive/old.jpg", JPEG_BYTES)
+    body = {"requestPayload": {"Records": [s3_record(BUCKET, "later.jpg")]}, "responsePayload": {"errorType": "X"}}
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps(body))
+
+    recorder = Recorder()
+    target = ops.stack_target(STACK, RecordingSession(recorder))
+    list(ops.list_results(target))
+    list(ops.list_results(target, with_faces=True))
+    ops.show(target, f"s3://{BUCKET}/team.jpg", str(Path(tempfile.mkdtemp()) / "team.png"))
+    ops.list_failures(target)
+    ops.redrive(target, limiter=ops.RateLimiter(1000, sleep=lambda s: None))
+    ops.backfill(target, f"s3://{BUCKET}/", limiter=ops.RateLimiter(1000, sleep=lambda s: None))
+    return recorder.needs
+
+
+def test_every_call_of_the_operator_commands_is_allowed_by_the_operator_policy(default_synth: Synth, operator_calls):
+    document = operator_policy(default_synth)
+    denied = sorted({(a, r, call) for a, r, call in operator_calls if not allowed(document, a, r)})
+    assert denied == []
+    actions = {a for a, _, _ in operator_calls}
+    assert {"cloudformation:DescribeStacks", "dynamodb:Query", "dynamodb:GetItem", "s3:GetObjectVersion",
+            "s3:ListBucketVersions", "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes", "lambda:InvokeFunction"} <= actions  # fmt: skip
+
+
+def test_every_action_of_the_operator_policy_is_needed_by_a_command(default_synth: Synth, operator_calls) -> None:
+    document = operator_policy(default_synth)
+    needed_elsewhere = {"s3:GetObject": "show, for an image stored without a version id (an unversioned bucket)"}
+    assert unneeded_actions(document, operator_calls, exempt=needed_elsewhere) == []
+    assert default_synth.raw["Outputs"][contract.OUTPUT_OPERATOR_POLICY]["Value"]["Ref"]
+
+
+def test_the_documented_operator_permissions_are_the_policys(default_synth: Synth) -> None:
+    document = operator_policy(default_synth)
+    granted = {
+        a for st in document["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
+    section = operations.split("<!-- operator-permissions -->", 1)[1].split("<!-- /operator-permissions -->", 1)[0]
+    documented = set(re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", section))
+    assert documented == granted
+
+
+def test_every_policy_in_the_template_passes_parliament(default_synth: Synth) -> None:
+    from parliament import analyze_policy_string
+
+    policies = [*default_synth.resources("AWS::IAM::Policy").values(),
+                *default_synth.resources("AWS::IAM::ManagedPolicy").values()]  # fmt: skip
+    documents = [resolved(default_synth, r["Properties"]["PolicyDocument"]) for r in policies]
+    findings = {}
+    for document in documents:
+        found = analyze_policy_string(json.dumps(document)).findings
+        findings.update({f"{f.issue}: {f.detail}": document for f in found})
+    assert list(findings) == []
+    # and parliament does find what it is for: an object action on a bucket ARN
+    statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}"}
+    mismatch = {"Version": "2012-10-17", "Statement": [statement]}
+    assert [f.issue for f in analyze_policy_string(json.dumps(mismatch)).findings] == ["RESOURCE_MISMATCH"]
