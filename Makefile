@@ -10,13 +10,14 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv layer lambda-runtime node lint test test-fast demo local synth bootstrap deploy destroy bench bench-venv clean
+.PHONY: help venv layer lambda-runtime node lint test test-fast demo local synth doctor bootstrap deploy destroy bench bench-venv clean
 
 help:
 	@echo "make demo     run the whole pipeline locally on sample photos (no AWS account needed)"
 	@echo "make test     lint + every test (unit, integration, infra, e2e)"
 	@echo "make local    run the local stack in the foreground (upload with any S3 client)"
 	@echo "make synth    synthesize the CloudFormation template (cdk.out/)"
+	@echo "make doctor   check the account before a deploy (DOCTOR_ARGS='--stack Facepipe' after it)"
 	@echo "make deploy   deploy to the AWS account of your current credentials (cdk deploy)"
 	@echo "make destroy  delete the deployed stack"
 	@echo "make bench    run the benchmarks in bench/ and print their figures"
@@ -79,6 +80,10 @@ local: $(STAMP)
 
 synth: layer node
 	$(CDK) synth --no-notices --quiet
+
+# Before `make deploy`, and again after it with CDK_ARGS unchanged: facepipe doctor [--stack NAME].
+doctor: $(STAMP)
+	$(BIN)/python -m facepipe doctor $(DOCTOR_ARGS)
 
 bootstrap: node
 	$(CDK) bootstrap --no-notices $(CDK_ARGS)

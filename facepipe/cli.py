@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_local_mode(sub)
     _add_operator_commands(sub)
+    _add_doctor(sub)
     return parser
 
 
@@ -269,6 +270,54 @@ def _add_local_mode(sub: Any) -> None:
         help="one fixed face per image, instantly: rehearse quotas without the detector's cost",
     )
     up.set_defaults(func=cmd_local_up)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    import boto3
+
+    from .ops import doctor
+
+    session = boto3.session.Session()
+    plan = doctor.Plan(
+        reserved_concurrency=args.reserved_concurrency,
+        retry_attempts=args.retry_attempts,
+        max_event_age_seconds=args.max_event_age,
+    )
+    checks = doctor.run(session.client, session.region_name, plan, stack=args.stack)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in checks]))
+    else:
+        for check in checks:
+            print(f"{check.status:<4}  {check.name:<18} {check.detail}")
+            if check.advice and check.status != doctor.OK:
+                print(f"{'':<24} -> {check.advice}")
+    return 1 if any(c.status == doctor.FAIL for c in checks) else 0
+
+
+def _add_doctor(sub: Any) -> None:
+    from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check this account and region before a deploy, and the deployed stack after it",
+        description="One line per check: ok / warn / fail, with advice. Exit status 1 on any fail.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m facepipe doctor                      # before make deploy\n"
+        "  python -m facepipe doctor --stack Facepipe     # after it\n"
+        "  python -m facepipe doctor --reserved-concurrency 20 --json",
+    )
+    doctor.add_argument("--stack", help="also check this deployed stack (outputs, notifications, async config, alarms)")
+    doctor.add_argument(
+        "--reserved-concurrency", type=int, default=None, help="the facepipe:reservedConcurrency you deploy with"
+    )
+    doctor.add_argument("--retry-attempts", type=int, default=ASYNC_RETRY_ATTEMPTS, help="facepipe:retryAttempts")
+    doctor.add_argument(
+        "--max-event-age", type=int, default=ASYNC_MAX_EVENT_AGE_SECONDS, help="facepipe:maxEventAgeSeconds"
+    )
+    doctor.add_argument("--json", action="store_true", help="the checks as one JSON list")
+    doctor.set_defaults(func=cmd_doctor)
 
 
 def _add_operator_commands(sub: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from constructs import Construct
 
+from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS
 from detect_faces.settings import Settings
 
 PREFIX = "facepipe:"
@@ -39,8 +40,8 @@ class FacepipeConfig:
     # ceil(quota x expected duration): the rule docs/BENCHMARKS.md measured.
     detect_faces_quota: float | None = None
     expected_duration_seconds: float = 0.4
-    retry_attempts: int = 2
-    max_event_age_seconds: int = 6 * 3600
+    retry_attempts: int = ASYNC_RETRY_ATTEMPTS
+    max_event_age_seconds: int = ASYNC_MAX_EVENT_AGE_SECONDS
     log_retention_days: int = 30
     removal_policy: str = "retain"
     alarm_email: str | None = None

@@ -94,7 +94,8 @@ class DetectFacesFunction(Construct):
             "Powertools",
             code=lambda_.Code.from_asset(str(layer_dir)),
             compatible_runtimes=[RUNTIME],
-            compatible_architectures=[ARCHITECTURE],
+            # No compatible_architectures: not every region accepts a layer's CompatibleArchitectures, and the
+            # layer is built for the function's architecture anyway (tests/infra/test_stack.py checks it).
             description=f"aws-lambda-powertools=={POWERTOOLS_VERSION} (no X-Ray SDK)",
         )
         self.function = lambda_.Function(

@@ -71,6 +71,10 @@ FACE_ATTRIBUTE_CHOICES = ("DEFAULT", "ALL")
 # The claim outlives the invocation by this much, so a live invocation is never overtaken (docs/DESIGN.md).
 CLAIM_LEASE_MARGIN_SECONDS = 30
 
+# ---- Lambda's async invocation config the stack sets by default (facepipe:retryAttempts, :maxEventAgeSeconds)
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE_SECONDS = 6 * 3600
+
 # ---- the dead-letter queue ---------------------------------------------------------------------------------
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 

@@ -1,0 +1,249 @@
+"""doctor: is this account, region and stack ready for facepipe? One line per check, ok / warn / fail, with advice.
+
+Before a deploy: credentials, the region (Rekognition offered), CDK bootstrap, Lambda concurrency against the
+reservation the stack will make, the DetectFaces quota against the tuning rule. After it (`--stack`): the
+outputs, the bucket's notifications to the function, the function's async config, the alarms and whether
+anyone receives them. Every check takes its boto3 clients from `client_for`, so tests drive it with moto and
+Stubbers. docs/DEPLOY.md explains each failure and its fix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from detect_faces.contract import (
+    ASYNC_MAX_EVENT_AGE_SECONDS,
+    ASYNC_RETRY_ATTEMPTS,
+    OUTPUT_ALARM_TOPIC,
+    OUTPUT_BUCKET,
+    OUTPUT_DLQ_URL,
+    OUTPUT_FUNCTION,
+    OUTPUT_TABLE,
+)
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
+MIN_BOOTSTRAP_VERSION = 21  # what aws-cdk-lib 2.2xx templates require
+MIN_UNRESERVED = 10  # Lambda refuses a reservation that leaves less unreserved concurrency
+EXPECTED_DURATION_SECONDS = 0.4  # the tuning rule: reserved concurrency = ceil(quota x D) (docs/OPERATIONS.md)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    advice: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the stack will set, as `make deploy` would (CDK context)."""
+
+    reserved_concurrency: int | None = None
+    retry_attempts: int = ASYNC_RETRY_ATTEMPTS
+    max_event_age_seconds: int = ASYNC_MAX_EVENT_AGE_SECONDS
+
+
+def run(
+    client_for: Callable[[str], Any],
+    region: str | None,
+    plan: Plan,
+    stack: str | None = None,
+) -> list[Check]:
+    checks = [credentials(client_for, region)]
+    if checks[0].status == FAIL:
+        return checks  # nothing else can be asked without credentials
+    checks += [
+        rekognition_region(region),
+        bootstrap(client_for),
+        concurrency(client_for, plan),
+        detect_faces_quota(client_for, plan),
+    ]
+    if stack:
+        outputs_check, outputs = stack_outputs(client_for, stack)
+        checks.append(outputs_check)
+        if outputs_check.status != FAIL:
+            checks += [
+                notifications(client_for, outputs),
+                async_config(client_for, outputs, plan),
+                alarms(client_for, outputs),
+            ]
+    return checks
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message', '')}"
+    return str(exc)
+
+
+def credentials(client_for: Callable[[str], Any], region: str | None) -> Check:
+    try:
+        identity = client_for("sts").get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            "credentials", FAIL, _error(exc), "configure credentials: aws configure, aws sso login or AWS_PROFILE"
+        )
+    where = f"account {identity['Account']} as {identity['Arn']}"
+    if not region:
+        return Check("credentials", FAIL, f"{where}; no region", "set AWS_REGION (the bucket and Rekognition's region)")
+    return Check("credentials", OK, f"{where}, region {region}")
+
+
+def rekognition_region(region: str | None) -> Check:
+    import botocore.session
+
+    offered = botocore.session.get_session().get_available_regions("rekognition")
+    if region in offered:
+        return Check("region", OK, f"{region} offers Amazon Rekognition (it reads S3 objects in its own region)")
+    return Check(
+        "region", FAIL, f"{region} does not offer Amazon Rekognition", f"deploy in one that does, e.g. {offered[0]}"
+    )
+
+
+def bootstrap(client_for: Callable[[str], Any]) -> Check:
+    try:
+        value = client_for("ssm").get_parameter(Name=BOOTSTRAP_PARAMETER)["Parameter"]["Value"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return Check("bootstrap", FAIL, "this account/region is not CDK-bootstrapped", "run make bootstrap")
+        return Check("bootstrap", WARN, f"cannot read {BOOTSTRAP_PARAMETER}: {_error(exc)}")
+    if int(value) < MIN_BOOTSTRAP_VERSION:
+        return Check(
+            "bootstrap", FAIL, f"bootstrap version {value} < {MIN_BOOTSTRAP_VERSION}", "run make bootstrap to update it"
+        )
+    return Check("bootstrap", OK, f"CDK bootstrap version {value}")
+
+
+def concurrency(client_for: Callable[[str], Any], plan: Plan) -> Check:
+    try:
+        limits = client_for("lambda").get_account_settings()["AccountLimit"]
+    except ClientError as exc:
+        return Check("concurrency", WARN, f"cannot read the account's Lambda limits: {_error(exc)}")
+    total, unreserved = limits["ConcurrentExecutions"], limits["UnreservedConcurrentExecutions"]
+    detail = f"account limit {total}, unreserved {unreserved}"
+    if plan.reserved_concurrency is None:
+        return Check("concurrency", OK, f"{detail}; the stack reserves none")
+    left = unreserved - plan.reserved_concurrency
+    if left < MIN_UNRESERVED:
+        return Check(
+            "concurrency",
+            FAIL,
+            f"{detail}; reserving {plan.reserved_concurrency} would leave {left} (< {MIN_UNRESERVED}):"
+            " Lambda refuses it",
+            "deploy without facepipe:reservedConcurrency, or ask for a higher limit in Service Quotas",
+        )
+    return Check("concurrency", OK, f"{detail}; reserving {plan.reserved_concurrency} leaves {left}")
+
+
+def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
+    try:
+        paginator = client_for("service-quotas").get_paginator("list_service_quotas")
+        quotas = [q for page in paginator.paginate(ServiceCode="rekognition") for q in page.get("Quotas", [])]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("detectfaces-quota", WARN, f"cannot read Service Quotas: {_error(exc)}")
+    found = [q for q in quotas if "DetectFaces" in q.get("QuotaName", "")]
+    if not found:
+        return Check("detectfaces-quota", WARN, "no DetectFaces quota listed for this region", "see Service Quotas")
+    tps = float(found[0]["Value"])
+    rule = math.ceil(tps * EXPECTED_DURATION_SECONDS)
+    detail = f"DetectFaces quota {tps:g} TPS; the tuning rule reserves ceil({tps:g} x 0.4 s) = {rule}"
+    if plan.reserved_concurrency is None:
+        return Check(
+            "detectfaces-quota", WARN, f"{detail}; the stack reserves none",
+            f"once the account has headroom: make deploy CDK_ARGS='-c facepipe:reservedConcurrency={rule}'",
+        )  # fmt: skip
+    if plan.reserved_concurrency > 2 * rule:
+        return Check(
+            "detectfaces-quota", WARN, f"{detail}; the stack reserves {plan.reserved_concurrency}",
+            "more concurrency than the quota serves only adds throttled retries (docs/OPERATIONS.md)",
+        )  # fmt: skip
+    return Check("detectfaces-quota", OK, f"{detail}; the stack reserves {plan.reserved_concurrency}")
+
+
+def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, dict[str, str]]:
+    try:
+        found = client_for("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    except ClientError as exc:
+        return Check("stack", FAIL, f"stack {stack}: {_error(exc)}", "deploy it: make deploy"), {}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    needed = (OUTPUT_BUCKET, OUTPUT_TABLE, OUTPUT_DLQ_URL, OUTPUT_FUNCTION, OUTPUT_ALARM_TOPIC)
+    missing = [name for name in needed if name not in outputs]
+    if missing:
+        return Check("stack", FAIL, f"stack {stack} has no output {', '.join(missing)}", "is it a facepipe stack?"), {}
+    return Check("stack", OK, f"stack {stack} ({found['StackStatus']}) with its outputs"), outputs
+
+
+def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
+    bucket, function = outputs[OUTPUT_BUCKET], outputs[OUTPUT_FUNCTION]
+    config = client_for("s3").get_bucket_notification_configuration(Bucket=bucket)
+    events = {
+        event
+        for entry in config.get("LambdaFunctionConfigurations", [])
+        if entry["LambdaFunctionArn"].split(":")[6] == function
+        for event in entry["Events"]
+    }
+    missing = [e for e in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*") if e not in events]
+    if missing:
+        return Check(
+            "notifications", FAIL, f"s3://{bucket} does not notify {function} of {', '.join(missing)}",
+            "deploy again (make deploy); another tool may have replaced the bucket's notification configuration",
+        )  # fmt: skip
+    return Check("notifications", OK, f"s3://{bucket} notifies {function} of created and removed objects")
+
+
+def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan: Plan) -> Check:
+    function = outputs[OUTPUT_FUNCTION]
+    try:
+        config = client_for("lambda").get_function_event_invoke_config(FunctionName=function)
+    except ClientError as exc:
+        return Check("async-config", FAIL, f"{function}: {_error(exc)}", "deploy again: make deploy")
+    destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
+    queue = outputs[OUTPUT_DLQ_URL].rstrip("/").rsplit("/", 1)[-1]
+    problems = []
+    if config.get("MaximumRetryAttempts") != plan.retry_attempts:
+        problems.append(f"retries {config.get('MaximumRetryAttempts')} (expected {plan.retry_attempts})")
+    if config.get("MaximumEventAgeInSeconds") != plan.max_event_age_seconds:
+        problems.append(f"max event age {config.get('MaximumEventAgeInSeconds')} s")
+    if not destination.endswith(f":{queue}"):
+        problems.append(f"on-failure destination {destination or 'none'} is not the DLQ {queue}")
+    if problems:
+        return Check("async-config", FAIL, f"{function}: {'; '.join(problems)}", "deploy again: make deploy")
+    return Check(
+        "async-config",
+        OK,
+        f"{plan.retry_attempts} retries, max age {plan.max_event_age_seconds} s, failures to {queue}",
+    )
+
+
+def alarms(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
+    topic = outputs[OUTPUT_ALARM_TOPIC]
+    found = [
+        a
+        for page in client_for("cloudwatch").get_paginator("describe_alarms").paginate()
+        for a in page.get("MetricAlarms", [])
+        if topic in a.get("AlarmActions", [])
+    ]
+    if not found:
+        return Check("alarms", FAIL, f"no alarm notifies {topic}", "deploy again: make deploy")
+    subscriptions = client_for("sns").list_subscriptions_by_topic(TopicArn=topic).get("Subscriptions", [])
+    confirmed = [s for s in subscriptions if s["SubscriptionArn"].startswith("arn:")]
+    if not confirmed:
+        pending = len(subscriptions) - len(confirmed)
+        return Check(
+            "alarms", WARN,
+            f"{len(found)} alarms notify the topic, but nobody receives them"
+            + (f" ({pending} subscription(s) pending confirmation)" if pending else ""),
+            "deploy with -c facepipe:alarmEmail=you@example.com and confirm the e-mail AWS sends",
+        )  # fmt: skip
+    return Check("alarms", OK, f"{len(found)} alarms, {len(confirmed)} confirmed subscription(s)")

@@ -1,0 +1,187 @@
+"""facepipe doctor against an account set up like a healthy one (moto where it has the API; botocore Stubbers,
+which check every parameter against the real API model, for Lambda's account settings and async config and for
+Service Quotas), then one broken setup per check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from detect_faces import contract
+from facepipe.cli import main
+from facepipe.ops import doctor
+from tests.helpers import REGION
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"
+STACK, BUCKET, FUNCTION, QUEUE = "Facepipe", "uploads", "detect-faces-fn", "dlq"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+
+
+class Account:
+    """A healthy facepipe account and stack; tests break one thing each."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Any] = {
+            name: boto3.client(name, region_name=REGION)
+            for name in ("sts", "ssm", "cloudformation", "s3", "cloudwatch", "sns", "sqs")
+        }
+        self.clients["ssm"].put_parameter(Name=doctor.BOOTSTRAP_PARAMETER, Value="30", Type="String")
+        s3 = self.clients["s3"]
+        s3.create_bucket(Bucket=BUCKET)
+        self.notify(["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])
+        queue_url = self.clients["sqs"].create_queue(QueueName=QUEUE)["QueueUrl"]
+        self.topic = self.clients["sns"].create_topic(Name="alarms")["TopicArn"]
+        self.clients["sns"].subscribe(TopicArn=self.topic, Protocol="email", Endpoint="ops@example.com")
+        self.alarm(self.topic)
+        outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: "results", contract.OUTPUT_DLQ_URL: queue_url,
+                   contract.OUTPUT_FUNCTION: FUNCTION, contract.OUTPUT_ALARM_TOPIC: self.topic}  # fmt: skip
+        template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+                    "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
+        self.clients["cloudformation"].create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+        self.lambda_ = boto3.client("lambda", region_name=REGION)
+        self.quotas = boto3.client("service-quotas", region_name=REGION)
+        self.lambda_stub, self.quota_stub = Stubber(self.lambda_), Stubber(self.quotas)
+        self.clients.update({"lambda": self.lambda_, "service-quotas": self.quotas})
+        self.limits = {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}
+        self.invoke_config: dict[str, Any] = {
+            "FunctionArn": FUNCTION_ARN,
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 21600,
+            "DestinationConfig": {"OnFailure": {"Destination": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"}},
+        }
+        self.tps = 50.0
+
+    def notify(self, events: list[str]) -> None:
+        self.clients["s3"].put_bucket_notification_configuration(
+            Bucket=BUCKET,
+            NotificationConfiguration={
+                "LambdaFunctionConfigurations": [{"LambdaFunctionArn": FUNCTION_ARN, "Events": events}]
+            },
+        )
+
+    def alarm(self, topic: str) -> None:
+        self.clients["cloudwatch"].put_metric_alarm(
+            AlarmName="dlq", MetricName="ApproximateNumberOfMessagesVisible", Namespace="AWS/SQS", Statistic="Sum",
+            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+            AlarmActions=[topic],
+        )  # fmt: skip
+
+    def run(self, plan: doctor.Plan | None = None, stack: str | None = STACK, region: str = REGION) -> dict[str, Any]:
+        self.lambda_stub.add_response("get_account_settings", {"AccountLimit": self.limits})
+        quota = {"ServiceCode": "rekognition", "QuotaName": "Transactions per second per account for the Amazon "
+                 "Rekognition Image operation DetectFaces", "QuotaCode": "L-1", "Value": self.tps}  # fmt: skip
+        self.quota_stub.add_response("list_service_quotas", {"Quotas": [quota]}, {"ServiceCode": "rekognition"})
+        if stack:
+            self.lambda_stub.add_response(
+                "get_function_event_invoke_config", self.invoke_config, {"FunctionName": FUNCTION}
+            )
+        with self.lambda_stub, self.quota_stub:
+            checks = doctor.run(self.clients.__getitem__, region, plan or doctor.Plan(reserved_concurrency=20), stack)
+        return {c.name: c for c in checks}
+
+
+@pytest.fixture
+def account() -> Iterator[Account]:
+    with mock_aws():
+        yield Account()
+
+
+def test_a_healthy_account_and_stack_pass_every_check(account: Account) -> None:
+    checks = account.run()
+    assert list(checks) == ["credentials", "region", "bootstrap", "concurrency", "detectfaces-quota", "stack",
+                            "notifications", "async-config", "alarms"]  # fmt: skip
+    assert {name: c.status for name, c in checks.items() if c.status != doctor.OK} == {}
+    assert "account 123456789012" in checks["credentials"].detail
+    assert "ceil(50 x 0.4 s) = 20" in checks["detectfaces-quota"].detail
+
+
+def test_without_credentials_nothing_else_is_asked(account: Account) -> None:
+    sts = boto3.client("sts", region_name=REGION)
+    account.clients["sts"] = sts
+    with Stubber(sts) as stub:
+        stub.add_client_error("get_caller_identity", "InvalidClientTokenId", "The security token is invalid")
+        checks = doctor.run(account.clients.__getitem__, REGION, doctor.Plan())
+    (check,) = checks
+    assert (check.status, check.advice) == (
+        doctor.FAIL,
+        "configure credentials: aws configure, aws sso login or AWS_PROFILE",
+    )
+
+
+def test_a_region_without_rekognition_fails(account: Account) -> None:
+    check = account.run(stack=None, region="ap-east-2")["region"]
+    assert check.status == doctor.FAIL and "does not offer Amazon Rekognition" in check.detail
+
+
+@pytest.mark.parametrize(("version", "says"), [(None, "not CDK-bootstrapped"), ("14", "bootstrap version 14 < 21")])
+def test_a_missing_or_old_bootstrap_fails(account: Account, version: str | None, says: str) -> None:
+    if version is None:
+        account.clients["ssm"].delete_parameter(Name=doctor.BOOTSTRAP_PARAMETER)
+    else:
+        account.clients["ssm"].put_parameter(Name=doctor.BOOTSTRAP_PARAMETER, Value=version, Overwrite=True)
+    check = account.run(stack=None)["bootstrap"]
+    assert check.status == doctor.FAIL and says in check.detail and "make bootstrap" in check.advice
+
+
+def test_a_reservation_the_account_cannot_grant_fails_before_the_deploy_does(account: Account) -> None:
+    account.limits = {"ConcurrentExecutions": 10, "UnreservedConcurrentExecutions": 10}
+    check = account.run(stack=None)["concurrency"]
+    assert check.status == doctor.FAIL and "would leave -10 (< 10)" in check.detail
+    assert account.run(doctor.Plan(reserved_concurrency=None), stack=None)["concurrency"].status == doctor.OK
+
+
+def test_the_quota_check_gives_the_reservation_the_tuning_rule_wants(account: Account) -> None:
+    none = account.run(doctor.Plan(reserved_concurrency=None), stack=None)["detectfaces-quota"]
+    assert none.status == doctor.WARN and "facepipe:reservedConcurrency=20" in none.advice
+    too_many = account.run(doctor.Plan(reserved_concurrency=100), stack=None)["detectfaces-quota"]
+    assert too_many.status == doctor.WARN and "throttled retries" in too_many.advice
+
+
+def test_a_missing_stack_fails(account: Account) -> None:
+    checks = account.run(stack="Nope")
+    assert checks["stack"].status == doctor.FAIL and "notifications" not in checks
+
+
+def test_notifications_that_miss_removals_fail(account: Account) -> None:
+    account.notify(["s3:ObjectCreated:*"])
+    check = account.run()["notifications"]
+    assert check.status == doctor.FAIL and "s3:ObjectRemoved:*" in check.detail
+
+
+def test_an_async_config_without_the_dlq_fails(account: Account) -> None:
+    account.invoke_config = {**account.invoke_config, "DestinationConfig": {}, "MaximumRetryAttempts": 0}
+    check = account.run()["async-config"]
+    assert check.status == doctor.FAIL and "retries 0" in check.detail and "is not the DLQ dlq" in check.detail
+
+
+def test_alarms_nobody_receives_warn_and_missing_alarms_fail(account: Account) -> None:
+    sns = account.clients["sns"]
+    for subscription in sns.list_subscriptions_by_topic(TopicArn=account.topic)["Subscriptions"]:
+        sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+    check = account.run()["alarms"]
+    assert check.status == doctor.WARN and "nobody receives them" in check.detail and "alarmEmail" in check.advice
+    account.clients["cloudwatch"].delete_alarms(AlarmNames=["dlq"])
+    assert account.run()["alarms"].status == doctor.FAIL
+
+
+def test_the_command_prints_one_line_per_check_and_fails_on_any_fail(monkeypatch, capsys) -> None:
+    checks = [
+        doctor.Check("credentials", doctor.OK, "account 1"),
+        doctor.Check("bootstrap", doctor.FAIL, "none", "run make bootstrap"),
+    ]
+    monkeypatch.setattr(doctor, "run", lambda *args, **kwargs: checks)
+    assert main(["doctor"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["ok", "credentials"] and lines[1].split()[:2] == ["fail", "bootstrap"]
+    assert lines[2].strip() == "-> run make bootstrap"
+    assert main(["doctor", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)[1] == {"name": "bootstrap", "status": "fail", "detail": "none",
+                                                       "advice": "run make bootstrap"}  # fmt: skip
