@@ -285,7 +285,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         retry_attempts=args.retry_attempts,
         max_event_age_seconds=args.max_event_age,
     )
-    checks = doctor.run(session.client, session.region_name, plan, stack=args.stack)
+    checks = doctor.run(session.client, session.region_name, plan, stack=args.stack, with_smoke=args.smoke)
     if args.json:
         print(json.dumps([c.as_dict() for c in checks]))
     else:
@@ -306,6 +306,7 @@ def _add_doctor(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m facepipe doctor                      # before make deploy\n"
         "  python -m facepipe doctor --stack Facepipe     # after it\n"
+        "  python -m facepipe doctor --stack Facepipe --smoke\n"
         "  python -m facepipe doctor --reserved-concurrency 20 --json",
     )
     doctor.add_argument("--stack", help="also check this deployed stack (outputs, notifications, async config, alarms)")
@@ -315,6 +316,9 @@ def _add_doctor(sub: Any) -> None:
     doctor.add_argument("--retry-attempts", type=int, default=ASYNC_RETRY_ATTEMPTS, help="facepipe:retryAttempts")
     doctor.add_argument(
         "--max-event-age", type=int, default=ASYNC_MAX_EVENT_AGE_SECONDS, help="facepipe:maxEventAgeSeconds"
+    )
+    doctor.add_argument(
+        "--smoke", action="store_true", help="with --stack: one sample photo through the pipeline, then deleted"
     )
     doctor.add_argument("--json", action="store_true", help="the checks as one JSON list")
     doctor.set_defaults(func=cmd_doctor)

@@ -3,13 +3,16 @@
 Before a deploy: credentials, the region (Rekognition offered), CDK bootstrap, Lambda concurrency against the
 reservation the stack will make, the DetectFaces quota against the tuning rule. After it (`--stack`): the
 outputs, the bucket's notifications to the function, the function's async config, the alarms and whether
-anyone receives them. Every check takes its boto3 clients from `client_for`, so tests drive it with moto and
-Stubbers. docs/DEPLOY.md explains each failure and its fix.
+anyone receives them, and (`--smoke`) one sample photo through the pipeline. Every check takes its boto3
+clients from `client_for`, so tests drive it with moto and Stubbers. docs/DEPLOY.md explains each failure
+and its fix.
 """
 
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,6 +61,7 @@ def run(
     region: str | None,
     plan: Plan,
     stack: str | None = None,
+    with_smoke: bool = False,
 ) -> list[Check]:
     checks = [credentials(client_for, region)]
     if checks[0].status == FAIL:
@@ -77,6 +81,8 @@ def run(
                 async_config(client_for, outputs, plan),
                 alarms(client_for, outputs),
             ]
+            if with_smoke:
+                checks.append(smoke(client_for, outputs))
     return checks
 
 
@@ -247,3 +253,39 @@ def alarms(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
             "deploy with -c facepipe:alarmEmail=you@example.com and confirm the e-mail AWS sends",
         )  # fmt: skip
     return Check("alarms", OK, f"{len(found)} alarms, {len(confirmed)} confirmed subscription(s)")
+
+
+def smoke(
+    client_for: Callable[[str], Any],
+    outputs: dict[str, str],
+    timeout: float = 90.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Check:
+    """One bundled sample photo through the deployed pipeline: uploaded, its result read back, then deleted."""
+    from detect_faces.results import ResultsStore
+    from facepipe.local.photos import photo
+
+    bucket = outputs[OUTPUT_BUCKET]
+    key = f"facepipe-doctor/smoke-{uuid.uuid4().hex[:12]}.jpg"
+    s3 = client_for("s3")
+    store = ResultsStore(client_for("dynamodb"), outputs[OUTPUT_TABLE])
+    s3.put_object(Bucket=bucket, Key=key, Body=photo("astronaut.jpg"))
+    try:
+        deadline = clock() + timeout
+        while True:
+            result = store.get(bucket, key)
+            if result is not None and result.status not in ("PROCESSING", "RETRYING"):
+                break
+            if clock() >= deadline:
+                seen = result.status if result else "no result"
+                return Check(
+                    "smoke", FAIL, f"s3://{bucket}/{key}: {seen} after {timeout:.0f} s",
+                    "look at the function's logs and errors alarm, and `facepipe failures` for the DLQ",
+                )  # fmt: skip
+            sleep(1.0)
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)  # its results follow the object (ObjectRemoved)
+    if result.status != "DETECTED" or not result.face_count:
+        return Check("smoke", FAIL, f"s3://{bucket}/{key}: {result.status} ({result.reason or 'no face'})")
+    return Check("smoke", OK, f"a sample photo went through: {result.face_count} face(s) stored, then deleted")

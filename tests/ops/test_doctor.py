@@ -185,3 +185,36 @@ def test_the_command_prints_one_line_per_check_and_fails_on_any_fail(monkeypatch
     assert main(["doctor", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)[1] == {"name": "bootstrap", "status": "fail", "detail": "none",
                                                        "advice": "run make bootstrap"}  # fmt: skip
+
+
+@pytest.fixture
+def local_stack() -> Iterator[Any]:
+    from facepipe.local.centerface import FixedDetector
+    from tests.helpers import start_local
+
+    pipeline = start_local(FixedDetector())
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
+def stack_outputs(pipeline: Any) -> dict[str, str]:
+    return {contract.OUTPUT_BUCKET: pipeline.bucket, contract.OUTPUT_TABLE: pipeline.table}
+
+
+def test_the_smoke_check_sends_a_photo_through_and_leaves_nothing_behind(local_stack: Any) -> None:
+    check = doctor.smoke(local_stack.client, stack_outputs(local_stack), timeout=60)
+    assert check.status == doctor.OK and "1 face(s) stored, then deleted" in check.detail
+    listed = local_stack.client("s3").list_objects_v2(Bucket=local_stack.bucket, Prefix="facepipe-doctor/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_the_smoke_check_fails_when_no_result_comes(local_stack: Any) -> None:
+    local_stack.runtime.pause()  # the function never sees the upload
+    now = [0.0]
+    check = doctor.smoke(
+        local_stack.client, stack_outputs(local_stack), timeout=5, sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )  # fmt: skip
+    assert check.status == doctor.FAIL and "no result after 5 s" in check.detail and "facepipe failures" in check.advice
