@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import MAX_S3_OBJECT_BYTES, MIN_IMAGE_PIXELS, ObjectRef
 
-S3_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "InvalidObjectState"})
+S3_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound", "InvalidObjectState"})
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SNIFF_BYTES = 32
