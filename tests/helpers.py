@@ -73,6 +73,33 @@ def s3_record(
     }
 
 
+def eventbridge(
+    kind: str,
+    key: str,
+    *,
+    sequencer: str,
+    version_id: str | None = None,
+    reason: str = "PutObject",
+    deletion_type: str | None = None,
+    size: int | None = 128,
+    bucket: str | None = None,
+) -> dict[str, Any]:
+    """An S3 event as EventBridge delivers it (source aws.s3): the key as it is, `version-id`, `etag`."""
+    bucket = bucket or BUCKET
+    obj: dict[str, Any] = {"key": key, "sequencer": sequencer}
+    if kind == "Object Created":
+        obj.update(size=size, etag="d41d8cd98f00b204e9800998ecf8427e")
+    if version_id:
+        obj["version-id"] = version_id
+    detail: dict[str, Any] = {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": reason,
+                              "request-id": "R", "requester": "123456789012"}  # fmt: skip
+    if deletion_type:
+        detail["deletion-type"] = deletion_type
+    return {"version": "0", "id": "e-1", "detail-type": kind, "source": "aws.s3", "account": "123456789012",
+            "time": "2026-11-29T12:00:00Z", "region": REGION, "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": detail}  # fmt: skip
+
+
 def s3_event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
 

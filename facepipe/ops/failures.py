@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from detect_faces.contract import REDRIVE_FLAG
-from detect_faces.model import ImageEvent, InvalidEventError
+from detect_faces.model import ImageEvent, InvalidEventError, is_eventbridge_s3
 
 from .targets import Target
 
@@ -26,7 +26,10 @@ class Failure:
 
     @property
     def records(self) -> list[dict[str, Any]]:
+        """The S3 records the failed event held; an EventBridge event (one object) counts as one."""
         payload = (self.body or {}).get("requestPayload") or {}
+        if is_eventbridge_s3(payload):
+            return [payload]
         records = payload.get("Records") if isinstance(payload, dict) else None
         return records if isinstance(records, list) else []
 
@@ -44,7 +47,7 @@ class Failure:
             return False
         try:
             for record in self.records:
-                ImageEvent.from_record(record)
+                _parse(record)
         except (InvalidEventError, TypeError, AttributeError, KeyError):
             return False
         return True
@@ -54,12 +57,16 @@ class Failure:
         response = _mapping(body.get("responsePayload"))
         context = _mapping(body.get("requestContext"))
         first = _mapping(self.records[0]) if self.records else {}
-        obj = _mapping(_mapping(first.get("s3")).get("object"))
-        key = obj.get("key")
-        version = obj.get("versionId")
+        if is_eventbridge_s3(first):  # keys are not URL-encoded in EventBridge events
+            obj = _mapping(_mapping(first.get("detail")).get("object"))
+            key, version = obj.get("key"), obj.get("version-id")
+        else:
+            obj = _mapping(_mapping(first.get("s3")).get("object"))
+            raw_key, version = obj.get("key"), obj.get("versionId")
+            key = unquote_plus(raw_key) if isinstance(raw_key, str) else raw_key
         return {
             "message_id": self.message_id,
-            "key": unquote_plus(key) if isinstance(key, str) and key else UNKNOWN_KEY,
+            "key": key if isinstance(key, str) and key else UNKNOWN_KEY,
             "version_id": version if isinstance(version, str) else None,
             "records": len(self.records),
             "error_type": str(response.get("errorType", "?" if body else "not a failure record")),
@@ -71,6 +78,10 @@ class Failure:
 
 
 UNKNOWN_KEY = "<unknown>"
+
+
+def _parse(record: dict[str, Any]) -> ImageEvent:
+    return ImageEvent.from_eventbridge(record) if is_eventbridge_s3(record) else ImageEvent.from_record(record)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

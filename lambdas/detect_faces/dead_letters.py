@@ -19,12 +19,21 @@ class DeadLetterWriter:
         self._queue_url = queue_url
 
     def send(
-        self, event: ImageEvent | dict[str, Any], *, payload_extra: dict[str, Any] | None = None, **fields: Any
+        self,
+        event: ImageEvent | dict[str, Any],
+        *,
+        payload_extra: dict[str, Any] | None = None,
+        whole_event: bool = False,
+        **fields: Any,
     ) -> str:
         """One failure record for this record (failure_record's fields: error_type, error_message, request_id,
         function_arn, ...); `payload_extra` joins its requestPayload (the redrive mark)."""
-        raw = event.raw if isinstance(event, ImageEvent) else event
-        record = failure_record(raw, **fields)
+        if isinstance(event, ImageEvent):
+            record = failure_record(None, payload=event.payload, **fields)
+        elif whole_event:  # a malformed EventBridge event: replayed as it came
+            record = failure_record(None, payload=dict(event), **fields)
+        else:
+            record = failure_record(event, **fields)
         record["requestPayload"].update(payload_extra or {})
         error_type = str(fields["error_type"])
         attributes = {"errorType": error_type}

@@ -54,6 +54,20 @@ def normalize_sequencer(sequencer: str | None) -> str:
     return value.ljust(SEQUENCER_WIDTH, "0")
 
 
+def is_eventbridge_s3(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("source") == "aws.s3" and "detail-type" in event
+
+
+def _eventbridge_name(kind: str, reason: str, deletion_type: str) -> str:
+    if kind == "Object Created":
+        return f"ObjectCreated:{reason or 'Put'}"
+    if kind == "Object Deleted":
+        suffix = "DeleteMarkerCreated" if deletion_type == "Delete Marker Created" else "Delete"
+        prefix = "LifecycleExpiration" if reason == "Lifecycle Expiration" else "ObjectRemoved"
+        return f"{prefix}:{suffix}"
+    return kind.replace(" ", "")  # Object Restore Completed, Object Tags Added, ...: not handled
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidEventError(f"{where} is not an object: {value!r:.80}")
@@ -97,6 +111,13 @@ class ImageEvent:
     etag: str | None
     sequencer: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    via_eventbridge: bool = False
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The event a replay sends again (a failure record's requestPayload): this one S3 record in an S3 event,
+        or the EventBridge event itself."""
+        return self.raw if self.via_eventbridge else {"Records": [self.raw]}
 
     @property
     def is_removal(self) -> bool:
@@ -151,6 +172,42 @@ class ImageEvent:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidEventError(f"S3 record is missing {exc}") from None
+
+    @classmethod
+    def from_eventbridge(cls, event: dict[str, Any]) -> ImageEvent:
+        """Read an S3 event delivered by EventBridge (source aws.s3): one event is one object, the key is not
+        URL-encoded, and the fields are `etag`, `version-id`, `sequencer`; `detail-type` and, for deletions,
+        `reason` and `deletion-type` say what happened. Mapped onto the notification's event names, so the same
+        core handles both: Object Created -> ObjectCreated:<reason>; Object Deleted -> ObjectRemoved:Delete or
+        :DeleteMarkerCreated (LifecycleExpiration:* for a lifecycle expiry); anything else is not handled."""
+        try:
+            detail = _mapping(event["detail"], "detail")
+            obj = _mapping(detail["object"], "detail.object")
+            bucket = _mapping(detail["bucket"], "detail.bucket")["name"]
+            key = obj["key"]
+            kind = event["detail-type"]
+            for name, value in (("object key", key), ("bucket name", bucket), ("detail-type", kind)):
+                if not isinstance(value, str) or not value:
+                    raise InvalidEventError(f"{name} {value!r} is not a non-empty string")
+            version_id = obj.get("version-id")
+            if version_id is not None and not isinstance(version_id, str):
+                raise InvalidEventError(f"version-id {version_id!r} is not a string")
+            etag = obj.get("etag")
+            return cls(
+                ref=ObjectRef(bucket=bucket, key=key, version_id=version_id or None),  # keys are not encoded here
+                event_name=_eventbridge_name(
+                    kind, str(detail.get("reason") or ""), str(detail.get("deletion-type") or "")
+                ),
+                event_time=str(event.get("time") or ""),
+                region=str(event.get("region") or ""),
+                size=_object_size(obj.get("size")),
+                etag=str(etag) if etag else None,
+                sequencer=normalize_sequencer(obj.get("sequencer")),
+                raw=event,
+                via_eventbridge=True,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidEventError(f"EventBridge S3 event is missing {exc}") from None
 
 
 @dataclass(frozen=True)

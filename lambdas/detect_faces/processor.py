@@ -15,7 +15,7 @@ from . import calls
 from .contract import REDRIVE_FLAG, Metric, Status
 from .dead_letters import DeadLetterWriter
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
-from .model import ImageEvent, InvalidEventError, Outcome, RecordResult
+from .model import ImageEvent, InvalidEventError, Outcome, RecordResult, is_eventbridge_s3
 from .objects import ObjectInspector
 from .rekognition import RekognitionFaces
 from .results import ResultsStore
@@ -71,6 +71,8 @@ class Processor:
         if event.get("Event") == "s3:TestEvent":
             logger.info("s3:TestEvent skipped", bucket=event.get("Bucket"))
             return {"records": [], "skipped": "s3:TestEvent"}
+        if is_eventbridge_s3(event):
+            return self._handle_eventbridge(event, context)
         records = event.get("Records")
         if not isinstance(records, list):
             raise InvalidEventError("event has no Records list; is this an S3 notification?")
@@ -100,8 +102,30 @@ class Processor:
             raise RecordsFailedError(f"{len(failed)} of {len(records)} records failed: {summary}") from failed[0][1]
         return {"records": results}
 
+    def _handle_eventbridge(self, event: dict[str, Any], context: InvocationContext) -> dict[str, Any]:
+        """One EventBridge event is one object: the same core, the same outcomes (docs/DESIGN.md)."""
+        redrive = event.get(REDRIVE_FLAG) or None
+        logger.thread_safe_clear_keys()
+        logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
+        try:
+            parsed = ImageEvent.from_eventbridge(event)
+        except InvalidEventError as exc:
+            payload = {k: v for k, v in event.items() if k != REDRIVE_FLAG}
+            return {
+                "records": [self._dead_letter_malformed(payload, exc, context, redrive, whole_event=True).as_dict()]
+            }
+        try:
+            return {"records": [self._process(parsed, context, redrive).as_dict()]}
+        except Exception:
+            self.metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
+            raise
+        finally:
+            logger.thread_safe_clear_keys()
+
     def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: Any = None) -> RecordResult:
-        event = ImageEvent.from_record(raw)
+        return self._process(ImageEvent.from_record(raw), context, redrive)
+
+    def _process(self, event: ImageEvent, context: InvocationContext, redrive: Any = None) -> RecordResult:
         logger.thread_safe_append_keys(
             aws_calls=calls.begin_record(),  # filled as the record's calls complete; every line shows it so far
             correlation_id=event.ref.uri,
@@ -195,7 +219,7 @@ class Processor:
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
     def _dead_letter_malformed(
-        self, raw: Any, exc: InvalidEventError, context: InvocationContext, redrive: Any
+        self, raw: Any, exc: InvalidEventError, context: InvocationContext, redrive: Any, whole_event: bool = False
     ) -> RecordResult:
         import hashlib  # the malformed-record path only
 
@@ -210,7 +234,7 @@ class Processor:
             logger.info("malformed record already dead-lettered", reason=str(exc))
             return RecordResult("<malformed record>", Outcome.SKIPPED, reason="malformed record already dead-lettered")
         try:
-            self._send_failure(record, "InvalidEventError", str(exc), context, redrive)
+            self._send_failure(record, "InvalidEventError", str(exc), context, redrive, whole_event=whole_event)
         except Exception:
             if not redrive:
                 self.results.forget_malformed(fingerprint)
@@ -226,10 +250,12 @@ class Processor:
         message: str,
         context: InvocationContext,
         redrive: Any = None,
+        whole_event: bool = False,
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
         return self.dead_letters.send(
             record,
+            whole_event=whole_event,
             error_type=error_type,
             error_message=message,
             request_id=context.aws_request_id,

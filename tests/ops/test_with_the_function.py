@@ -11,7 +11,7 @@ import pytest
 from detect_faces.results import ResultsStore
 from facepipe import ops
 from facepipe.cli import main
-from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, s3_event, s3_record
+from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, eventbridge, s3_event, s3_record
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +198,20 @@ def test_failures_and_redrive_handle_records_the_function_dead_lettered_as_malfo
     report = ops.redrive(target, limiter=rate())
     assert (report.replayed, report.skipped, report.left) == (0, 3, 3)
     assert function.payloads == []
+
+
+def test_failures_and_redrive_handle_eventbridge_failure_records(pipeline: Pipeline, target: ops.Target) -> None:
+    # Given an EventBridge event for an object that was not there yet: dead-lettered as it came
+    event = eventbridge("Object Created", "late arrival.jpg", sequencer="0055AED6DCD90281")
+    pipeline.invoke(event)
+    (failure,) = ops.list_failures(target)
+    assert failure.summary()["key"] == "late arrival.jpg" and failure.replayable
+
+    # When the object is there and the operator redrives
+    pipeline.aws.s3.put_object(Bucket=BUCKET, Key="late arrival.jpg", Body=JPEG_BYTES)
+    pipeline.rekognition.respond(detect_faces_response(1))
+    report = ops.redrive(target, limiter=rate())
+
+    # Then the EventBridge event itself was replayed, and the image is analysed
+    assert (report.replayed, report.left) == (1, 0)
+    assert store(pipeline).get(BUCKET, "late arrival.jpg").status == "DETECTED"
