@@ -15,6 +15,9 @@ from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER
 MAX_S3_OBJECT_BYTES = 15 * 1024 * 1024
 MIN_IMAGE_PIXELS = 80
 SEQUENCER_WIDTH = 40
+# What each delivery calls the version id and the ETag of the object.
+NOTIFICATION = ("versionId", "eTag")
+EVENTBRIDGE = ("version-id", "etag")
 
 
 def utc_iso(moment: datetime | None = None) -> str:
@@ -66,6 +69,12 @@ def _eventbridge_name(kind: str, reason: str, deletion_type: str) -> str:
         prefix = "LifecycleExpiration" if reason == "Lifecycle Expiration" else "ObjectRemoved"
         return f"{prefix}:{suffix}"
     return kind.replace(" ", "")  # Object Restore Completed, Object Tags Added, ...: not handled
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"{what} {value!r} is not a non-empty string")
+    return value
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -146,29 +155,14 @@ class ImageEvent:
         forty event types at cold start for this one (docs/DESIGN.md, "Cold start, tracing and what a
         record's calls cost")."""
         try:
-            s3 = _mapping(record, "record")["s3"]
-            obj = _mapping(_mapping(s3, "s3")["object"], "s3.object")
-            bucket = _mapping(_mapping(s3, "s3")["bucket"], "s3.bucket")["name"]
-            raw_key = obj["key"]
-            event_name = record["eventName"]
-            size = _object_size(obj.get("size"))
-            for name, value in (("object key", raw_key), ("bucket name", bucket), ("eventName", event_name)):
-                if not isinstance(value, str) or not value:
-                    raise InvalidEventError(f"{name} {value!r} is not a non-empty string")
-            version_id = obj.get("versionId")
-            if version_id is not None and not isinstance(version_id, str):
-                raise InvalidEventError(f"versionId {version_id!r} is not a string")
-            etag = obj.get("eTag")
-            return cls(
-                # Keys arrive URL-encoded ("a b+c.jpg" -> "a+b%2Bc.jpg"); decode exactly once, here.
-                ref=ObjectRef(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id or None),
-                event_name=event_name.removeprefix("s3:"),
-                event_time=str(record.get("eventTime") or ""),
-                region=str(record.get("awsRegion") or ""),
-                size=size,
-                etag=str(etag) if etag else None,
-                sequencer=normalize_sequencer(obj.get("sequencer")),
-                raw=record,
+            s3 = _mapping(_mapping(record, "record")["s3"], "s3")
+            obj = _mapping(s3["object"], "s3.object")
+            event_name = _text(record["eventName"], "eventName")
+            # Keys arrive URL-encoded ("a b+c.jpg" -> "a+b%2Bc.jpg"); decode exactly once, here.
+            key = unquote_plus(_text(obj["key"], "object key"))
+            what = (event_name.removeprefix("s3:"), record.get("eventTime"), record.get("awsRegion"))
+            return cls._checked(
+                record, False, _mapping(s3["bucket"], "s3.bucket")["name"], key, obj, NOTIFICATION, what
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidEventError(f"S3 record is missing {exc}") from None
@@ -182,32 +176,47 @@ class ImageEvent:
         :DeleteMarkerCreated (LifecycleExpiration:* for a lifecycle expiry); anything else is not handled."""
         try:
             detail = _mapping(event["detail"], "detail")
+            kind = _text(event["detail-type"], "detail-type")
             obj = _mapping(detail["object"], "detail.object")
-            bucket = _mapping(detail["bucket"], "detail.bucket")["name"]
-            key = obj["key"]
-            kind = event["detail-type"]
-            for name, value in (("object key", key), ("bucket name", bucket), ("detail-type", kind)):
-                if not isinstance(value, str) or not value:
-                    raise InvalidEventError(f"{name} {value!r} is not a non-empty string")
-            version_id = obj.get("version-id")
-            if version_id is not None and not isinstance(version_id, str):
-                raise InvalidEventError(f"version-id {version_id!r} is not a string")
-            etag = obj.get("etag")
-            return cls(
-                ref=ObjectRef(bucket=bucket, key=key, version_id=version_id or None),  # keys are not encoded here
-                event_name=_eventbridge_name(
-                    kind, str(detail.get("reason") or ""), str(detail.get("deletion-type") or "")
-                ),
-                event_time=str(event.get("time") or ""),
-                region=str(event.get("region") or ""),
-                size=_object_size(obj.get("size")),
-                etag=str(etag) if etag else None,
-                sequencer=normalize_sequencer(obj.get("sequencer")),
-                raw=event,
-                via_eventbridge=True,
+            key = _text(obj["key"], "object key")  # not URL-encoded in EventBridge events
+            name = _eventbridge_name(kind, str(detail.get("reason") or ""), str(detail.get("deletion-type") or ""))
+            what = (name, event.get("time"), event.get("region"))
+            return cls._checked(
+                event, True, _mapping(detail["bucket"], "detail.bucket")["name"], key, obj, EVENTBRIDGE, what
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidEventError(f"EventBridge S3 event is missing {exc}") from None
+
+    @classmethod
+    def _checked(
+        cls,
+        raw: dict[str, Any],
+        via_eventbridge: bool,
+        bucket: Any,
+        key: str,
+        obj: dict[str, Any],
+        names: tuple[str, str],
+        what: tuple[str, Any, Any],
+    ) -> ImageEvent:
+        """The fields both deliveries share, each checked: bucket, version id and ETag (named per delivery,
+        `names`), size and sequencer; `what` is the event name, time and region."""
+        version_field, etag_field = names
+        version_id = obj.get(version_field)
+        if version_id is not None and not isinstance(version_id, str):
+            raise InvalidEventError(f"{version_field} {version_id!r} is not a string")
+        etag = obj.get(etag_field)
+        event_name, event_time, region = what
+        return cls(
+            ref=ObjectRef(bucket=_text(bucket, "bucket name"), key=key, version_id=version_id or None),
+            event_name=event_name,
+            event_time=str(event_time or ""),
+            region=str(region or ""),
+            size=_object_size(obj.get("size")),
+            etag=str(etag) if etag else None,
+            sequencer=normalize_sequencer(obj.get("sequencer")),
+            raw=raw,
+            via_eventbridge=via_eventbridge,
+        )
 
 
 @dataclass(frozen=True)

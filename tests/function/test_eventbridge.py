@@ -8,16 +8,7 @@ import json
 import pytest
 
 from detect_faces.results import ResultsStore
-from tests.helpers import (
-    BUCKET,
-    JPEG_BYTES,
-    TABLE,
-    Pipeline,
-    detect_faces_response,
-    eventbridge,
-    s3_event,
-    s3_record,
-)
+from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, eventbridge, s3_event, s3_record
 
 pytestmark = pytest.mark.integration
 
