@@ -78,7 +78,6 @@ class DetectFacesFunction(Construct):
             iam.PolicyStatement(
                 sid="WriteResults",
                 actions=[
-                    "dynamodb:GetItem",
                     "dynamodb:Query",
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",

@@ -304,10 +304,10 @@ class ResultsStore:
                 ":true": True,
             },
         )
-        previous = self._update_meta(event, args)
+        blocker: dict[str, Any] = {}
+        previous = self._update_meta(event, args, blocker=blocker)
         if previous is None:
-            current = self._client.get_item(TableName=self._table, Key=self._key(event, META_SK), ConsistentRead=True)
-            return Claim(acquired=False, token=token, previous=decode_item(current.get("Item", {})))
+            return Claim(acquired=False, token=token, previous=blocker)
         return Claim(acquired=True, token=token, previous=previous)
 
     # ---- final states (each conditional on still holding the claim) ---------------------------
@@ -454,15 +454,22 @@ class ResultsStore:
         self._client.delete_item(TableName=self._table, Key=_ser(key))
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _update_meta(self, event: ImageEvent, args: dict[str, Any]) -> dict[str, Any] | None:
+    def _update_meta(
+        self, event: ImageEvent, args: dict[str, Any], blocker: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """A conditional update of the image's META_SK item: the item as it was before, or None when the
-        condition failed (another event owns or finished the image)."""
+        condition failed (another event owns or finished the image). Given `blocker`, a failed condition fills
+        it with the item that blocked the update, from the same call (ReturnValuesOnConditionCheckFailure)."""
+        if blocker is not None:
+            args = {**args, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         try:
             response = self._client.update_item(
                 TableName=self._table, Key=self._key(event, META_SK), ReturnValues="ALL_OLD", **args
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
+                if blocker is not None:
+                    blocker.update(decode_item(exc.response.get("Item") or {}))
                 return None
             raise
         return decode_item(response.get("Attributes", {}))

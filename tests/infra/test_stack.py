@@ -131,7 +131,7 @@ def test_function_role_is_least_privilege(default_synth: Synth) -> None:
     assert set(actions) == wildcard_ok | {
         "logs:CreateLogStream", "logs:PutLogEvents",
         "s3:GetObject", "s3:GetObjectVersion",
-        "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+        "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
         "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
     }  # fmt: skip
     (bucket_id,) = [
