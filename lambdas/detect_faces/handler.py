@@ -8,6 +8,7 @@ what a record's calls cost".
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -67,12 +68,7 @@ def build_processor(
     from .settings import Settings
 
     settings = settings or Settings.from_env()
-    sessions: list[Any] = []  # one botocore session for every client, made with the first of them
-
-    def session() -> Any:
-        if not sessions:
-            sessions.append(boto3.session.Session())
-        return sessions[0]
+    session = functools.cache(boto3.session.Session)  # one session for every client, made with the first
 
     standard = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
     # DetectFaces: one attempt per call; our Backoff owns the retries (jitter, budget, remaining time, metrics).
