@@ -199,14 +199,13 @@ class LocalLambdaRuntime:
 
     def _dead_letter(self, inv: _Invocation, condition: str, error: BaseException | None) -> None:
         record = failure_record(
-            None,
+            inv.event,
             error_type=type(error).__name__ if error else condition,
             error_message=str(error) if error else "event older than the maximum event age",
             request_id=inv.request_id,
             function_arn=self.function_arn,
             condition=condition,
             invoke_count=inv.attempt if error is not None else inv.attempt - 1,
-            payload=inv.event,
             stack_trace=traceback.format_exception(error)[-3:] if error else [],
         )
         try:

@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .model import ImageEvent, utc_iso
+from .model import ObjectRef, utc_iso
 
 
 class DeadLetterWriter:
@@ -20,25 +20,19 @@ class DeadLetterWriter:
 
     def send(
         self,
-        event: ImageEvent | dict[str, Any],
+        payload: dict[str, Any],
         *,
+        ref: ObjectRef | None = None,
         payload_extra: dict[str, Any] | None = None,
-        whole_event: bool = False,
         **fields: Any,
     ) -> str:
-        """One failure record for this record (failure_record's fields: error_type, error_message, request_id,
-        function_arn, ...); `payload_extra` joins its requestPayload (the redrive mark)."""
-        if isinstance(event, ImageEvent):
-            record = failure_record(None, payload=event.payload, **fields)
-        elif whole_event:  # a malformed EventBridge event: replayed as it came
-            record = failure_record(None, payload=dict(event), **fields)
-        else:
-            record = failure_record(event, **fields)
-        record["requestPayload"].update(payload_extra or {})
-        error_type = str(fields["error_type"])
-        attributes = {"errorType": error_type}
-        if isinstance(event, ImageEvent):
-            attributes.update(bucket=event.ref.bucket, key=event.ref.key)
+        """One failure record whose requestPayload is `payload` (what a redrive replays) plus `payload_extra`
+        (the redrive mark); `fields` are failure_record's (error_type, error_message, request_id, ...). The
+        object, when known, is also in the message attributes."""
+        record = failure_record({**payload, **(payload_extra or {})}, **fields)
+        attributes = {"errorType": str(fields["error_type"])}
+        if ref is not None:
+            attributes.update(bucket=ref.bucket, key=ref.key)
         response = self._client.send_message(
             QueueUrl=self._queue_url,
             MessageBody=json.dumps(record),  # ASCII JSON: any key survives here exactly
@@ -71,7 +65,7 @@ def sqs_attribute_value(value: str) -> str:
 
 
 def failure_record(
-    raw_record: dict[str, Any] | None,
+    payload: dict[str, Any],
     *,
     error_type: str,
     error_message: str,
@@ -81,11 +75,10 @@ def failure_record(
     now: datetime | None = None,
     condition: str = "NonRetryableError",
     invoke_count: int = 1,
-    payload: dict[str, Any] | None = None,
     stack_trace: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The record Lambda's on-failure destination writes; requestPayload is what a redrive replays: the one S3
-    record the function dead-lettered, or (`payload`) the whole event Lambda gave up on."""
+    """The record Lambda's on-failure destination writes; requestPayload (`payload`) is what a redrive replays:
+    the one record the function dead-lettered, as an event, or the whole event Lambda gave up on."""
     response: dict[str, Any] = {"errorType": error_type, "errorMessage": error_message}
     context: dict[str, Any] = {"statusCode": 200, "executedVersion": function_version}
     if stack_trace is not None:
@@ -100,7 +93,7 @@ def failure_record(
             "condition": condition,
             "approximateInvokeCount": invoke_count,
         },
-        "requestPayload": payload if payload is not None else {"Records": [raw_record]},
+        "requestPayload": payload,
         "responseContext": context,
         "responsePayload": response,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -119,14 +119,6 @@ class ImageEvent:
     size: int | None
     etag: str | None
     sequencer: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
-    via_eventbridge: bool = False
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The event a replay sends again (a failure record's requestPayload): this one S3 record in an S3 event,
-        or the EventBridge event itself."""
-        return self.raw if self.via_eventbridge else {"Records": [self.raw]}
 
     @property
     def is_removal(self) -> bool:
@@ -161,9 +153,7 @@ class ImageEvent:
             # Keys arrive URL-encoded ("a b+c.jpg" -> "a+b%2Bc.jpg"); decode exactly once, here.
             key = unquote_plus(_text(obj["key"], "object key"))
             what = (event_name.removeprefix("s3:"), record.get("eventTime"), record.get("awsRegion"))
-            return cls._checked(
-                record, False, _mapping(s3["bucket"], "s3.bucket")["name"], key, obj, NOTIFICATION, what
-            )
+            return cls._checked(_mapping(s3["bucket"], "s3.bucket")["name"], key, obj, NOTIFICATION, what)
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidEventError(f"S3 record is missing {exc}") from None
 
@@ -181,17 +171,13 @@ class ImageEvent:
             key = _text(obj["key"], "object key")  # not URL-encoded in EventBridge events
             name = _eventbridge_name(kind, str(detail.get("reason") or ""), str(detail.get("deletion-type") or ""))
             what = (name, event.get("time"), event.get("region"))
-            return cls._checked(
-                event, True, _mapping(detail["bucket"], "detail.bucket")["name"], key, obj, EVENTBRIDGE, what
-            )
+            return cls._checked(_mapping(detail["bucket"], "detail.bucket")["name"], key, obj, EVENTBRIDGE, what)
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidEventError(f"EventBridge S3 event is missing {exc}") from None
 
     @classmethod
     def _checked(
         cls,
-        raw: dict[str, Any],
-        via_eventbridge: bool,
         bucket: Any,
         key: str,
         obj: dict[str, Any],
@@ -214,8 +200,6 @@ class ImageEvent:
             size=_object_size(obj.get("size")),
             etag=str(etag) if etag else None,
             sequencer=normalize_sequencer(obj.get("sequencer")),
-            raw=raw,
-            via_eventbridge=via_eventbridge,
         )
 
 

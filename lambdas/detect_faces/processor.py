@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,7 +16,7 @@ from . import calls
 from .contract import REDRIVE_FLAG, Metric, Status
 from .dead_letters import DeadLetterWriter
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
-from .model import ImageEvent, InvalidEventError, Outcome, RecordResult, is_eventbridge_s3
+from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
 from .objects import ObjectInspector
 from .rekognition import RekognitionFaces
 from .results import ResultsStore
@@ -71,26 +72,22 @@ class Processor:
         if event.get("Event") == "s3:TestEvent":
             logger.info("s3:TestEvent skipped", bucket=event.get("Bucket"))
             return {"records": [], "skipped": "s3:TestEvent"}
-        if is_eventbridge_s3(event):
-            return self._handle_eventbridge(event, context)
-        records = event.get("Records")
-        if not isinstance(records, list):
-            raise InvalidEventError("event has no Records list; is this an S3 notification?")
         redrive = event.get(REDRIVE_FLAG) or None
+        deliveries = _deliveries(event)
         results: list[dict[str, Any]] = []
         failed: list[tuple[str, Exception]] = []
-        for raw in records:
+        for delivery in deliveries:
             # Thread-local keys: in local mode several invocations share one Logger on threads.
             logger.thread_safe_clear_keys()
             logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
             try:
                 try:
-                    results.append(self.process_record(raw, context, redrive=redrive).as_dict())
+                    results.append(self._process(delivery.parse(), delivery.payload, context, redrive).as_dict())
                 except InvalidEventError as exc:
                     # A malformed record will never parse: dead-letter it now, with the reason, and go on.
-                    results.append(self._dead_letter_malformed(raw, exc, context, redrive).as_dict())
+                    results.append(self._dead_letter_malformed(delivery.payload, exc, context, redrive).as_dict())
             except Exception as exc:
-                key = _key_of(raw)
+                key = delivery.key()
                 logger.exception("record failed", key=key, error_type=type(exc).__name__)
                 self.metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
                 failed.append((key, exc))
@@ -99,33 +96,13 @@ class Processor:
             raise failed[0][1]
         if failed:
             summary = "; ".join(f"{key}: {type(exc).__name__}: {exc}" for key, exc in failed)
-            raise RecordsFailedError(f"{len(failed)} of {len(records)} records failed: {summary}") from failed[0][1]
+            raise RecordsFailedError(f"{len(failed)} of {len(deliveries)} records failed: {summary}") from failed[0][1]
         return {"records": results}
 
-    def _handle_eventbridge(self, event: dict[str, Any], context: InvocationContext) -> dict[str, Any]:
-        """One EventBridge event is one object: the same core, the same outcomes (docs/DESIGN.md)."""
-        redrive = event.get(REDRIVE_FLAG) or None
-        logger.thread_safe_clear_keys()
-        logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
-        try:
-            parsed = ImageEvent.from_eventbridge(event)
-        except InvalidEventError as exc:
-            payload = {k: v for k, v in event.items() if k != REDRIVE_FLAG}
-            return {
-                "records": [self._dead_letter_malformed(payload, exc, context, redrive, whole_event=True).as_dict()]
-            }
-        try:
-            return {"records": [self._process(parsed, context, redrive).as_dict()]}
-        except Exception:
-            self.metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
-            raise
-        finally:
-            logger.thread_safe_clear_keys()
-
-    def process_record(self, raw: dict[str, Any], context: InvocationContext, redrive: Any = None) -> RecordResult:
-        return self._process(ImageEvent.from_record(raw), context, redrive)
-
-    def _process(self, event: ImageEvent, context: InvocationContext, redrive: Any = None) -> RecordResult:
+    def _process(
+        self, event: ImageEvent, payload: dict[str, Any], context: InvocationContext, redrive: Any = None
+    ) -> RecordResult:
+        """`payload` is what a replay of this object sends: its failure record's requestPayload."""
         logger.thread_safe_append_keys(
             aws_calls=calls.begin_record(),  # filled as the record's calls complete; every line shows it so far
             correlation_id=event.ref.uri,
@@ -167,7 +144,7 @@ class Processor:
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
         try:
-            return self._analyse(event, claim, context, redrive)
+            return self._analyse(event, payload, claim, context, redrive)
         except Exception as exc:
             reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
             try:
@@ -177,7 +154,9 @@ class Processor:
                 logger.exception("could not mark the claim RETRYING")
             raise
 
-    def _analyse(self, event: ImageEvent, claim: Any, context: InvocationContext, redrive: Any) -> RecordResult:
+    def _analyse(
+        self, event: ImageEvent, payload: dict[str, Any], claim: Any, context: InvocationContext, redrive: Any
+    ) -> RecordResult:
         key = event.ref.key
         try:
             if event.region and event.region != self.rekognition.region:
@@ -200,7 +179,7 @@ class Processor:
             self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
             return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
         except ObjectUnreadable as unreadable:
-            message_id = self._send_failure(event, unreadable.code, unreadable.message, context, redrive)
+            message_id = self._send_failure(payload, event.ref, unreadable.code, unreadable.message, context, redrive)
             self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
             logger.warning(
                 "sent to dead-letter queue",
@@ -219,12 +198,12 @@ class Processor:
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
     def _dead_letter_malformed(
-        self, raw: Any, exc: InvalidEventError, context: InvocationContext, redrive: Any, whole_event: bool = False
+        self, payload: dict[str, Any], exc: InvalidEventError, context: InvocationContext, redrive: Any
     ) -> RecordResult:
+        """`payload` is what a replay would send: the malformed S3 record in an event, or the EventBridge event."""
         import hashlib  # the malformed-record path only
 
-        record = raw if isinstance(raw, dict) else {"record": raw}
-        fingerprint = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+        fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         # Once per record: when another record of the event fails, Lambda retries the whole event.
         # A redrive is an operator's explicit replay: it dead-letters again.
         first = redrive or self.results.note_malformed(
@@ -234,7 +213,7 @@ class Processor:
             logger.info("malformed record already dead-lettered", reason=str(exc))
             return RecordResult("<malformed record>", Outcome.SKIPPED, reason="malformed record already dead-lettered")
         try:
-            self._send_failure(record, "InvalidEventError", str(exc), context, redrive, whole_event=whole_event)
+            self._send_failure(payload, None, "InvalidEventError", str(exc), context, redrive)
         except Exception:
             if not redrive:
                 self.results.forget_malformed(fingerprint)
@@ -245,17 +224,17 @@ class Processor:
 
     def _send_failure(
         self,
-        record: ImageEvent | dict[str, Any],
+        payload: dict[str, Any],
+        ref: ObjectRef | None,
         error_type: str,
         message: str,
         context: InvocationContext,
         redrive: Any = None,
-        whole_event: bool = False,
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
         return self.dead_letters.send(
-            record,
-            whole_event=whole_event,
+            payload,
+            ref=ref,
             error_type=error_type,
             error_message=message,
             request_id=context.aws_request_id,
@@ -309,8 +288,36 @@ def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
     return f"duplicate: already {status}"
 
 
-def _key_of(raw: Any) -> str:
-    try:
-        return str(ImageEvent.from_record(raw).ref.key)
-    except Exception:  # noqa: BLE001
-        return "<unparseable record>"
+@dataclass(frozen=True)
+class _Delivery:
+    """One object's event as it came: an S3 notification record, or an EventBridge event."""
+
+    raw: Any
+    eventbridge: bool
+
+    def parse(self) -> ImageEvent:
+        return ImageEvent.from_eventbridge(self.raw) if self.eventbridge else ImageEvent.from_record(self.raw)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What a replay of this one object sends: the record in an S3 event, or the EventBridge event (the
+        redrive mark is added when the failure record is written)."""
+        if self.eventbridge:
+            return {k: v for k, v in self.raw.items() if k != REDRIVE_FLAG}
+        return {"Records": [self.raw if isinstance(self.raw, dict) else {"record": self.raw}]}
+
+    def key(self) -> str:
+        try:
+            return str(self.parse().ref.key)
+        except Exception:  # noqa: BLE001
+            return "<unparseable record>"
+
+
+def _deliveries(event: dict[str, Any]) -> list[_Delivery]:
+    """Each object the event is about: one per S3 record, or the one EventBridge event (docs/DESIGN.md)."""
+    if is_eventbridge_s3(event):
+        return [_Delivery(event, eventbridge=True)]
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise InvalidEventError("event has no Records list; is this an S3 notification?")
+    return [_Delivery(raw, eventbridge=False) for raw in records]

@@ -173,7 +173,7 @@ def test_numbers_stored_by_earlier_versions_still_read_back_exactly() -> None:
 def test_failure_record_has_lambda_destination_shape() -> None:
     raw = s3_record("b", "k.jpg")
     record = failure_record(
-        raw,
+        {"Records": [raw]},
         error_type="InvalidS3ObjectException",
         error_message="gone",
         request_id="r-1",
