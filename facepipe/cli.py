@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -69,7 +70,13 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             print(f"  {record['outcome']:<13} {record['key']}  {detail}", flush=True)
 
     settings = LocalSettings(
-        concurrency=args.concurrency, tps=args.tps, face_attributes=args.attributes, log_level=args.log_level
+        concurrency=args.concurrency,
+        tps=args.tps,
+        face_attributes=args.attributes,
+        log_level=args.log_level,
+        notifications=args.notifications,
+        existing_bucket=args.existing_bucket,
+        key_prefix=args.key_prefix if args.key_prefix is not None else ("uploads/" if args.existing_bucket else ""),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
@@ -77,19 +84,41 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     from .local.centerface import FixedDetector
 
     detector = FixedDetector() if args.fast_detector else None
-    with running(settings, port=args.port, on_result=report, detector=detector) as pipeline:
+    from .local.attach import AttachError
+
+    try:
+        pipeline_context = running(settings, port=args.port, on_result=report, detector=detector)
+        pipeline = pipeline_context.__enter__()
+    except AttachError as exc:
+        print(f"facepipe: {exc}", file=sys.stderr)
+        if settings.notifications == "s3":
+            print(
+                "  -> S3 refuses overlapping entries: use --notifications eventbridge, or --key-prefix", file=sys.stderr
+            )
+        return 1
+    with contextlib.ExitStack() as cleanup:
+        cleanup.push(pipeline_context.__exit__)
+        if settings.existing_bucket:
+            cleanup.callback(pipeline.detach)  # as `cdk destroy` would: the other consumer keeps its entry
+        watched = f"s3://{pipeline.bucket}/{settings.key_prefix}"
+        existing = (
+            f"  (existing, unversioned; its other consumer, SQS queue {pipeline.foreign_queue_url.rsplit('/', 1)[-1]},"
+            " keeps its events)"
+            if settings.existing_bucket
+            else ""
+        )
         print(textwrap.dedent(f"""\
             facepipe local stack is up (Ctrl-C to stop)
-              AWS endpoint (S3, DynamoDB, SQS): {pipeline.endpoint}
+              AWS endpoint (S3, DynamoDB, SQS, EventBridge): {pipeline.endpoint}
               DetectFaces emulator:             {pipeline.rekognition_endpoint}
               Lambda Invoke API (the function): {pipeline.lambda_endpoint}
-              bucket:      {pipeline.bucket}
+              watching:    {watched} via {settings.notifications}{existing}
               table:       {pipeline.table}
               DLQ:         {pipeline.dlq_url}
 
             Drop a photo in from another shell (fake credentials; nothing leaves this machine):
               AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={pipeline.settings.region} \\
-                aws --endpoint-url {pipeline.endpoint} s3 cp photo.jpg s3://{pipeline.bucket}/
+                aws --endpoint-url {pipeline.endpoint} s3 cp photo.jpg {watched}
             or with boto3: boto3.client("s3", endpoint_url="{pipeline.endpoint}", ...).upload_file(...)
             Operate it like a deployed stack: python -m facepipe results --local  (failures, redrive, backfill, show)
             """), flush=True)  # fmt: skip
@@ -131,7 +160,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     target = _target(args)
     rows = []
-    for result in ops.list_results(target, args.prefix, include_deleted=args.all, with_faces=args.json):
+    for result in ops.list_results(target, args.where, include_deleted=args.all, with_faces=args.json):
         if args.json:
             print(json.dumps(ops.result_json(result)))
         else:
@@ -159,7 +188,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
     from . import ops
 
-    failures = ops.list_failures(_target(args), limit=args.max)
+    failures = ops.list_failures(_target(args), limit=args.max, where=args.where)
     if args.json:
         for failure in failures:
             print(json.dumps({**failure.summary(), "record": failure.body}))
@@ -257,13 +286,33 @@ def _add_local_mode(sub: Any) -> None:
         "up",
         help="run the local stack in the foreground until interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m facepipe local up --port 4566 --tps 5",
+        epilog="examples:\n  python -m facepipe local up --port 4566 --tps 5\n"
+        "  python -m facepipe local up --notifications eventbridge\n"
+        "  python -m facepipe local up --existing-bucket my-photos --key-prefix uploads/",
     )
     up.add_argument("--port", type=int, default=4566, help="port of the embedded AWS endpoint (default 4566)")
     up.add_argument("--concurrency", type=int, default=4, help="local Lambda concurrency (default 4)")
     up.add_argument("--tps", type=float, default=None, help="DetectFaces quota to emulate (default: none)")
     up.add_argument("--attributes", choices=["DEFAULT", "ALL"], default="DEFAULT", help="FACE_ATTRIBUTES")
     up.add_argument("--log-level", default="WARNING", help="the function's LOG_LEVEL (default WARNING)")
+    up.add_argument(
+        "--notifications",
+        choices=["s3", "eventbridge"],
+        default="s3",
+        help="how S3 events reach the function, as facepipe:notifications (default s3)",
+    )
+    up.add_argument(
+        "--existing-bucket",
+        metavar="NAME",
+        help="attach to a bucket that is there first (unversioned, with another consumer's notification) instead "
+        "of creating the uploads bucket; detached again on exit",
+    )
+    up.add_argument(
+        "--key-prefix",
+        default=None,
+        help="watch only keys under this prefix, as facepipe:keyPrefixes (default: every key; uploads/ with "
+        "--existing-bucket)",
+    )
     up.add_argument(
         "--fast-detector",
         action="store_true",
@@ -280,10 +329,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .ops import doctor
 
     session = boto3.session.Session()
+    from detect_faces.contract import Delivery
+
     plan = doctor.Plan(
         reserved_concurrency=args.reserved_concurrency,
         retry_attempts=args.retry_attempts,
         max_event_age_seconds=args.max_event_age,
+        existing_buckets=tuple(args.existing_bucket),
+        key_prefixes=tuple(args.key_prefix),
+        notifications=Delivery(args.notifications),
+        kms_key_arns=tuple(args.kms_key_arn),
+        stack_name=args.stack or doctor.Plan.stack_name,
     )
     checks = doctor.run(session.client, session.region_name, plan, stack=args.stack, with_smoke=args.smoke)
     if args.json:
@@ -307,7 +363,8 @@ def _add_doctor(sub: Any) -> None:
         epilog="examples:\n  python -m facepipe doctor                      # before make deploy\n"
         "  python -m facepipe doctor --stack Facepipe     # after it\n"
         "  python -m facepipe doctor --stack Facepipe --smoke\n"
-        "  python -m facepipe doctor --reserved-concurrency 20 --json",
+        "  python -m facepipe doctor --reserved-concurrency 20 --json\n"
+        "  python -m facepipe doctor --existing-bucket my-photos --key-prefix uploads/   # before attaching",
     )
     doctor.add_argument("--stack", help="also check this deployed stack (outputs, notifications, async config, alarms)")
     doctor.add_argument(
@@ -317,6 +374,12 @@ def _add_doctor(sub: Any) -> None:
     doctor.add_argument(
         "--max-event-age", type=int, default=ASYNC_MAX_EVENT_AGE_SECONDS, help="facepipe:maxEventAgeSeconds"
     )
+    doctor.add_argument(
+        "--existing-bucket", action="append", default=[], metavar="NAME", help="facepipe:existingBuckets (repeat)"
+    )
+    doctor.add_argument("--key-prefix", action="append", default=[], help="facepipe:keyPrefixes (repeat)")
+    doctor.add_argument("--notifications", choices=["s3", "eventbridge"], default="s3", help="facepipe:notifications")
+    doctor.add_argument("--kms-key-arn", action="append", default=[], help="facepipe:kmsKeyArns (repeat)")
     doctor.add_argument(
         "--smoke", action="store_true", help="with --stack: one sample photo through the pipeline, then deleted"
     )
@@ -350,7 +413,9 @@ def _add_operator_commands(sub: Any) -> None:
         "python -m facepipe results photos/ --local",
         cmd_results,
     )
-    results.add_argument("prefix", nargs="?", default="", help="only keys starting with this")
+    results.add_argument(
+        "where", nargs="?", default="", help="s3://bucket/prefix, or a key prefix (in every watched bucket)"
+    )
     results.add_argument("--json", action="store_true", help="one JSON object per line, with every FaceDetail")
     results.add_argument("--all", action="store_true", help="include deleted images' tombstones")
 
@@ -368,6 +433,9 @@ def _add_operator_commands(sub: Any) -> None:
         "list DLQ failure records without consuming them",
         "python -m facepipe failures --stack Facepipe",
         cmd_failures,
+    )
+    failures.add_argument(
+        "where", nargs="?", default="", help="only these objects: s3://bucket/prefix, or a key prefix"
     )
     failures.add_argument("--json", action="store_true", help="one JSON object per line, with the whole record")
     failures.add_argument("--max", type=int, default=1000, help="list at most this many (default 1000)")

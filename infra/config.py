@@ -4,6 +4,7 @@ cdk.json holds only CDK's feature flags, so no default is written twice."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from constructs import Construct
 
-from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS
+from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS, Delivery
 from detect_faces.settings import Settings
 
 PREFIX = "facepipe:"
@@ -26,8 +27,23 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       3288, 3653)  # fmt: skip
 
 
+# S3's bucket naming rules (general purpose buckets): 3-63 characters, lower case, digits, dots and hyphens.
+BUCKET_NAME = re.compile(r"(?!xn--)(?!sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+
+
 class ContextError(ValueError):
     pass
+
+
+def overlapping(prefixes: tuple[str, ...]) -> tuple[str, str] | None:
+    """Two prefixes of which one starts with the other: S3 refuses such notification configurations (for the
+    same event types on one bucket), and the shorter one covers the longer anyway."""
+    for shorter in prefixes:
+        for longer in prefixes:
+            if shorter != longer and longer.startswith(shorter):
+                return shorter, longer
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,13 @@ class FacepipeConfig:
     memory_mb: int = 256
     timeout_seconds: int = 60
     detect_max_attempts: int = Settings.detect_max_attempts
+    # Attach to buckets that already exist (empty: the stack creates its own uploads bucket).
+    existing_buckets: tuple[str, ...] = ()
+    key_prefixes: tuple[str, ...] = ()  # empty: every key
+    notifications: Delivery = Delivery.S3
+    kms_key_arns: tuple[str, ...] = ()  # SSE-KMS keys of the buckets: kms:Decrypt, granted only when given
+    # The backlog function's reserved concurrency (None: no reservation; docs/OPERATIONS.md sizes it).
+    backlog_concurrency: int | None = None
 
     @classmethod
     def from_context(cls, scope: Construct) -> FacepipeConfig:
@@ -72,6 +95,52 @@ class FacepipeConfig:
             if value is None:
                 raise ContextError(f"context {PREFIX}{name} is required")
             return value
+
+        def strings(name: str) -> tuple[str, ...]:
+            """A list: a JSON list in cdk.json or on the command line (-c key='["a","b"]'), or comma-separated."""
+            raw = get(name, [])
+            if isinstance(raw, str):
+                text = raw.strip()
+                if text.startswith("["):
+                    try:
+                        raw = json.loads(text)
+                    except ValueError:
+                        raise ContextError(f"context {PREFIX}{name} is not a JSON list: {raw!r}") from None
+                else:
+                    raw = text.split(",")
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise ContextError(f"context {PREFIX}{name} must be a list of strings, got {raw!r}")
+            values = tuple(dict.fromkeys(v.strip() for v in raw if v.strip()))  # trimmed, in order, once each
+            return values
+
+        buckets = strings("existingBuckets")
+        for name in buckets:
+            if not BUCKET_NAME.fullmatch(name):
+                raise ContextError(f"context {PREFIX}existingBuckets: {name!r} is not an S3 bucket name")
+        prefixes = strings("keyPrefixes")
+        if prefixes and not buckets:
+            raise ContextError(
+                f"context {PREFIX}keyPrefixes applies to existing buckets only; set {PREFIX}existingBuckets too"
+            )
+        for prefix in prefixes:
+            if prefix.startswith("/") or len(prefix.encode()) > 1024:
+                raise ContextError(f"context {PREFIX}keyPrefixes: {prefix!r} must not start with '/' (S3 keys do not)")
+        pair = overlapping(prefixes)
+        if pair:
+            raise ContextError(
+                f"context {PREFIX}keyPrefixes: {pair[0]!r} already covers {pair[1]!r}; S3 refuses overlapping"
+                " notification prefixes, so drop the longer one"
+            )
+        delivery = str(get("notifications", Delivery.S3.value)).lower()
+        if delivery not in tuple(Delivery):
+            raise ContextError(f"context {PREFIX}notifications must be s3 or eventbridge, got {delivery!r}")
+        keys = strings("kmsKeyArns")
+        for arn in keys:
+            if not KMS_KEY_ARN.fullmatch(arn):
+                raise ContextError(
+                    f"context {PREFIX}kmsKeyArns: {arn!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID;"
+                    " an alias does not work in an IAM policy)"
+                )
 
         attributes = str(get("faceAttributes", cls.face_attributes)).upper()
         if attributes not in ("DEFAULT", "ALL"):
@@ -104,7 +173,17 @@ class FacepipeConfig:
             memory_mb=required_int("memoryMb", cls.memory_mb, 128, 10_240),
             timeout_seconds=required_int("timeoutSeconds", cls.timeout_seconds, 10, 900),
             detect_max_attempts=required_int("detectMaxAttempts", cls.detect_max_attempts, 1, 20),
+            existing_buckets=buckets,
+            key_prefixes=prefixes,
+            notifications=Delivery(delivery),
+            kms_key_arns=keys,
+            backlog_concurrency=integer("backlogConcurrency", None, 1, 10_000),
         )
+
+    @property
+    def watched_prefixes(self) -> tuple[str, ...]:
+        """The key prefixes the function is notified for and may read: ("",) is every key."""
+        return self.key_prefixes or ("",)
 
     @property
     def function_concurrency(self) -> int | None:

@@ -1,17 +1,15 @@
-"""The detect_faces function: code, Powertools layer, least-privilege role, logs, tracing, async config, triggers."""
+"""The detect_faces function: code, Powertools layer, least-privilege role, logs, tracing, async config."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -20,6 +18,7 @@ from detect_faces.settings import Settings
 
 from .config import HANDLER, LAMBDA_CODE_DIR, LAYER_DIR, POWERTOOLS_VERSION, FacepipeConfig
 from .removal import removal_policy
+from .uploads import WatchedBuckets
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -33,7 +32,7 @@ class DetectFacesFunction(Construct):
         id: str,
         *,
         config: FacepipeConfig,
-        bucket: s3.IBucket,
+        uploads: WatchedBuckets,
         table: dynamodb.ITableV2,
         dlq: sqs.IQueue,
     ) -> None:
@@ -71,9 +70,20 @@ class DetectFacesFunction(Construct):
             iam.PolicyStatement(
                 sid="ReadUploads",
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[bucket.arn_for_objects("*")],
+                resources=uploads.object_arns(),  # each watched bucket, under each watched prefix
             )
         )
+        if config.kms_key_arns:
+            # Rekognition reads the object with the caller's permissions: an SSE-KMS bucket's key must let the
+            # role decrypt, and only through S3 in this region.
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DecryptUploads",
+                    actions=["kms:Decrypt"],
+                    resources=list(config.kms_key_arns),
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                )
+            )
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteResults",
@@ -131,36 +141,18 @@ class DetectFacesFunction(Construct):
             on_failure=destinations.SqsDestination(dlq),
         )
 
-        # All object-created kinds (PUT, POST, COPY, multipart) and removals. No suffix filter: S3's filters
-        # are case-sensitive (".JPG" would be missed), so the function decides by the object's bytes.
-        target = s3n.LambdaDestination(self.function)
-        bucket.add_event_notification(s3.EventType.OBJECT_CREATED, target)
-        bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, target)
+        self._acknowledge(uploads)
 
-        self._acknowledge(bucket)
-
-    def _acknowledge(self, bucket: s3.IBucket) -> None:
-        stack = Stack.of(self)
-        for child in stack.node.children:  # CDK's singleton that applies the bucket's notification config
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                Validations.of(child).acknowledge(
-                    Acknowledgment(
-                        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                        "AWSLambdaBasicExecutionRole]",
-                        reason="CDK's own BucketNotificationsHandler (deploy-time only) writes its logs with the "
-                        "basic execution policy; its code and role are not configurable.",
-                    )
-                )
+    def _acknowledge(self, uploads: WatchedBuckets) -> None:
         policy = self.role.node.find_child("DefaultPolicy")
-        bucket_id = stack.resolve(bucket.node.default_child.logical_id)  # type: ignore[union-attr]
+        assert isinstance(policy, Construct)
         Validations.of(policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="rekognition:DetectFaces and X-Ray's PutTraceSegments/PutTelemetryRecords support no "
                 "resource-level permissions; every other statement is scoped to this stack's resources.",
             ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-                reason="The function reads whichever object was uploaded: any key of this one bucket.",
-            ),
+        )
+        uploads.acknowledge_object_wildcards(
+            policy, "The function reads whichever object was uploaded: any key under a watched prefix."
         )

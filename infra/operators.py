@@ -7,15 +7,16 @@ proves every one allowed and every action needed.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from detect_faces.contract import INDEX_BY_KEY
+
+from .uploads import WatchedBuckets
 
 
 class OperatorPolicy(Construct):
@@ -24,7 +25,7 @@ class OperatorPolicy(Construct):
         scope: Construct,
         id: str,
         *,
-        bucket: s3.IBucket,
+        uploads: WatchedBuckets,
         table: dynamodb.ITableV2,
         dlq: sqs.IQueue,
         function: lambda_.IFunction,
@@ -45,12 +46,18 @@ class OperatorPolicy(Construct):
             iam.PolicyStatement(
                 sid="ReadImages",  # show draws on the analysed version
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[bucket.arn_for_objects("*")],
+                resources=uploads.object_arns(),
             ),
             iam.PolicyStatement(
                 sid="ListImages",  # backfill lists the current versions under a prefix
                 actions=["s3:ListBucketVersions"],
-                resources=[bucket.bucket_arn],
+                resources=[b.bucket_arn for b in uploads.buckets],
+                # Under the watched prefixes only, when there are some ("" would match every listing).
+                conditions=(
+                    {"StringLike": {"s3:prefix": [f"{p}*" for p in uploads.prefixes]}}
+                    if all(uploads.prefixes)
+                    else None
+                ),
             ),
             iam.PolicyStatement(
                 sid="ReadAndRedriveFailures",  # failures (read, then visible again), redrive (delete once replayed)
@@ -74,9 +81,6 @@ class OperatorPolicy(Construct):
             description="facepipe operators: results, show, failures, redrive, backfill on this stack",
             statements=statements,
         )
-        Validations.of(self.policy).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{stack.resolve(bucket.node.default_child.logical_id)}.Arn>/*]",  # type: ignore[union-attr]
-                reason="show reads whichever image the operator names: any key of this one bucket.",
-            ),
+        uploads.acknowledge_object_wildcards(
+            self.policy, "show reads whichever image the operator names: any key under a watched prefix."
         )

@@ -13,32 +13,48 @@ from detect_faces.contract import (
     OUTPUT_DLQ_NAME,
     OUTPUT_DLQ_URL,
     OUTPUT_FUNCTION,
+    OUTPUT_NOTIFICATIONS,
     OUTPUT_OPERATOR_POLICY,
     OUTPUT_TABLE,
+    OUTPUT_WATCHED,
 )
 
 from .config import FacepipeConfig
 from .dead_letter_queue import DeadLetterQueue
+from .delivery import EventDelivery
 from .function import DetectFacesFunction
 from .monitoring import Monitoring
 from .operators import OperatorPolicy
 from .results_table import ResultsTable
-from .uploads import UploadsBucket
+from .uploads import ExistingBuckets, UploadsBucket, WatchedBuckets
 
 
 class FacepipeStack(Stack):
     def __init__(self, scope: Construct, id: str, *, config: FacepipeConfig | None = None, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         self.config = config or FacepipeConfig.from_context(self)
-        self.uploads = UploadsBucket(self, "Uploads", config=self.config)
+        # The construct ids of the created bucket are those of earlier releases: an upgrade replaces nothing.
+        self.uploads: WatchedBuckets = (
+            ExistingBuckets(self, "Existing", config=self.config)
+            if self.config.existing_buckets
+            else UploadsBucket(self, "Uploads", config=self.config)
+        )
         self.results = ResultsTable(self, "Results", config=self.config)
         self.failures = DeadLetterQueue(self, "DeadLetters", config=self.config)
         self.detector = DetectFacesFunction(
             self,
             "Detector",
             config=self.config,
-            bucket=self.uploads.bucket,
+            uploads=self.uploads,
             table=self.results.table,
+            dlq=self.failures.queue,
+        )
+        self.delivery = EventDelivery(
+            self,
+            "Delivery",
+            config=self.config,
+            buckets=self.uploads.buckets,
+            function=self.detector.function,
             dlq=self.failures.queue,
         )
         self.monitoring = Monitoring(
@@ -47,12 +63,19 @@ class FacepipeStack(Stack):
         self.operators = OperatorPolicy(
             self,
             "Operators",
-            bucket=self.uploads.bucket,
+            uploads=self.uploads,
             table=self.results.table,
             dlq=self.failures.queue,
             function=self.detector.function,
         )
-        CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.bucket.bucket_name, description="Upload images here")
+        CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.buckets[0].bucket_name, description="Upload images here")
+        CfnOutput(
+            self,
+            OUTPUT_WATCHED,
+            value=" ".join(self.uploads.locations()),
+            description="Every watched s3://bucket/prefix",
+        )
+        CfnOutput(self, OUTPUT_NOTIFICATIONS, value=self.config.notifications.value)
         CfnOutput(self, OUTPUT_TABLE, value=self.results.table.table_name, description="Face detection results")
         CfnOutput(self, OUTPUT_DLQ_URL, value=self.failures.queue.queue_url, description="Failure records")
         CfnOutput(self, OUTPUT_DLQ_NAME, value=self.failures.queue.queue_name)

@@ -412,10 +412,12 @@ class Local:
         self.s3 = pipeline.client("s3")
         self.sqs = pipeline.client("sqs")
         self.store = ResultsStore(pipeline.client("dynamodb"), pipeline.table)
-        self.events = 1  # the s3:TestEvent sent when notifications were configured
+        # the s3:TestEvent S3 sends when queue notifications are configured (EventBridge sends none)
+        self.events = 1 if pipeline.settings.notifications == "s3" else 0
 
     def upload(self, key: str, body: bytes) -> str:
-        version = str(self.s3.put_object(Bucket=self.p.bucket, Key=key, Body=body)["VersionId"])
+        """The new version's id ("null" in an unversioned bucket)."""
+        version = str(self.s3.put_object(Bucket=self.p.bucket, Key=key, Body=body).get("VersionId", "null"))
         self.events += 1
         return version
 
@@ -477,3 +479,49 @@ def captured_logs(level: int = logging.INFO) -> Iterator[list[dict[str, Any]]]:
         service.removeHandler(capture)
         for log, previous in zip(loggers, levels, strict=True):
             log.setLevel(previous)
+
+
+# ---- S3 Batch Operations (the backlog function) ------------------------------------------------------------
+_task_ids = itertools.count(1)
+
+
+def batch_task(
+    key: str, version_id: str | None = None, *, bucket: str | None = None, encode: Any = quote_plus
+) -> dict[str, Any]:
+    """One task of a LambdaInvoke event as schema 2.0 carries it (`batch_operations_event` rewrites it for 1.0):
+    the key URL-encoded (`quote_plus`, as S3 encodes keys in events; or `quote`, as in the CSV manifests facepipe
+    writes), `s3VersionId` null when the manifest gives no version."""
+    return {
+        "taskId": f"task-{next(_task_ids)}",
+        "s3Key": encode(key, safe="/"),
+        "s3VersionId": version_id,
+        "s3Bucket": bucket or BUCKET,
+    }
+
+
+def batch_operations_event(
+    tasks: list[dict[str, Any]],
+    schema: str = "2.0",
+    *,
+    invocation_id: str | None = None,
+    user_arguments: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An S3 Batch Operations LambdaInvoke event (S3 user guide, "Invoke AWS Lambda function"). Schema 1.0 names
+    the bucket by its ARN (`s3BucketArn`), 2.0 by its name (`s3Bucket`) and may carry the job's `userArguments`.
+    Tasks are taken as they are, but for that: a malformed one stays malformed."""
+    if schema == "1.0":
+        tasks = [
+            {**{k: v for k, v in t.items() if k != "s3Bucket"}, "s3BucketArn": f"arn:aws:s3:::{t['s3Bucket']}"}
+            if "s3Bucket" in t
+            else t
+            for t in tasks
+        ]
+    job: dict[str, Any] = {"id": "f3cc4f60-61f6-4a2b-8a21-d07600c373ce"}
+    if user_arguments is not None:
+        job["userArguments"] = user_arguments
+    return {
+        "invocationSchemaVersion": schema,
+        "invocationId": invocation_id or f"invocation-{next(_task_ids)}",
+        "job": job,
+        "tasks": tasks,
+    }

@@ -18,6 +18,10 @@ LOCAL_BUCKET = "facepipe-uploads"
 LOCAL_TABLE = "facepipe-results"
 LOCAL_DLQ = "facepipe-dlq"
 LOCAL_NOTIFICATIONS = "facepipe-bucket-notifications"
+LOCAL_STACK_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/facepipe-local/00000000-0000-0000-0000-000000000000"
+# `local up --existing-bucket`: another consumer of that bucket's events, there before facepipe attaches.
+FOREIGN_QUEUE = "other-consumer"
+FOREIGN_PREFIX = "exports/"
 
 
 def create_table(dynamodb: Any, name: str) -> None:
@@ -61,12 +65,34 @@ def create_dlq(sqs: Any, name: str) -> str:
     )
 
 
-def create_bucket(s3: Any, name: str, region: str) -> None:
+def create_bucket(s3: Any, name: str, region: str, *, versioned: bool = True) -> None:
     if region == "us-east-1":
         s3.create_bucket(Bucket=name)
     else:
         s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if versioned:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+def create_foreign_consumer(s3: Any, sqs: Any, bucket: str) -> str:
+    """What an existing bucket often has: another application's notification (here, an SQS queue for new
+    objects under exports/). Returns the queue's URL."""
+    url = str(sqs.create_queue(QueueName=FOREIGN_QUEUE)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "other-consumer",
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": FOREIGN_PREFIX}]}},
+                }
+            ]
+        },
+    )
+    return url
 
 
 def local_client(service: str, region: str, endpoints: dict[str, str], default_endpoint: str) -> Any:

@@ -9,6 +9,18 @@ last version goes. Local mode patches moto, once per process:
 - DeleteObject sends `ObjectRemoved:DeleteMarkerCreated` (versioned, no version id) or
   `ObjectRemoved:Delete` (a version, or an unversioned object), with the version id S3 would send.
 
+EventBridge (a bucket with EventBridge notifications on): moto's S3 events carry a fixed sequencer, the
+notification's event name as `reason`, and no `deletion-type`. Local mode sends them as S3 does:
+the same increasing sequencer as the notifications, `reason` PutObject/CopyObject/.../DeleteObject,
+`deletion-type` for deletions, `version-id` only in versioned buckets.
+
+moto's GetBucketNotificationConfiguration leaves out `EventBridgeConfiguration`; S3 returns it, and CDK's
+notification handler relies on it to keep EventBridge on for other consumers. Local mode returns it.
+
+Notification configurations: S3 refuses a configuration in which two entries overlap (a common event type and
+prefixes and suffixes that could both match a key); moto accepts it. Local mode refuses it with S3's message,
+so attaching to a bucket another consumer uses fails locally where it would fail on deploy.
+
 DynamoDB: moto applies an UpdateItem's actions one by one on the live item, so a concurrent conditional
 write can see half of another (an item with `status` set but no `sequencer` yet). DynamoDB makes every
 single-item write atomic; local mode serialises moto's item operations to match. The fault rehearsal
@@ -86,6 +98,8 @@ def install() -> None:
         return ok, meta
 
     _serialise_dynamodb()
+    _eventbridge_events(notifications)
+    _refuse_overlapping_notifications(models)
 
     notifications._get_s3_event = get_s3_event
     notifications.send_event = send_event
@@ -108,3 +122,112 @@ def _serialise_dynamodb() -> None:
     for name in ("put_item", "get_item", "update_item", "delete_item", "query", "scan", "transact_write_items",
                  "batch_write_item"):  # fmt: skip
         setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+
+
+EVENTBRIDGE_REASONS = {
+    "Put": "PutObject",
+    "Post": "PostObject",
+    "Copy": "CopyObject",
+    "CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+
+def _eventbridge_events(notifications: Any) -> None:
+    import time
+    import uuid
+
+    original = notifications._send_event_bridge_message
+    marker = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+    removed = (notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT, marker)
+
+    def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        kind = event_name.split(":")
+        created = kind[1] == "ObjectCreated" and kind[2] in EVENTBRIDGE_REASONS
+        if not created and event_name not in removed:
+            original(account_id, bucket, event_name, key)  # restore, tagging, ...: moto's own
+            return
+        from moto.events.models import events_backends
+
+        obj: dict[str, Any] = {"key": key.name}
+        if created:
+            obj.update(size=key.size, etag=str(key.etag).strip('"'))
+        version = getattr(key, "version_id", None)
+        if getattr(bucket, "is_versioned", False) and version and version != "null":
+            obj["version-id"] = str(version)
+        obj["sequencer"] = next_sequencer()
+        detail: dict[str, Any] = {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": obj,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": EVENTBRIDGE_REASONS[kind[2]] if created else "DeleteObject",
+        }
+        if not created:
+            detail["deletion-type"] = "Delete Marker Created" if event_name == marker else "Permanently Deleted"
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created" if created else "Object Deleted",
+            "source": "aws.s3",
+            "account": account_id,
+            "time": time.time(),  # moto's EventBridge writes it out as ISO 8601, as AWS does
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
+            "detail": detail,
+        }
+        backend = events_backends[account_id][bucket.region_name]
+        for bus in list(backend.event_buses.values()):
+            for rule in list(bus.rules.values()):
+                rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
+
+    notifications._send_event_bridge_message = send
+
+
+def _refuse_overlapping_notifications(models: Any) -> None:
+    from moto.s3.exceptions import InvalidArgumentError
+
+    from facepipe.ops.notifications import OVERLAP_MESSAGE, Subscription, first_overlap
+
+    original = models.S3Backend.put_bucket_notification_configuration
+
+    def put(self: Any, bucket_name: str, notification_config: dict[str, Any]) -> None:
+        bucket = self.get_bucket(bucket_name)
+        previous = bucket.notification_configuration
+        original(self, bucket_name, notification_config)
+        config = bucket.notification_configuration
+        entries = []
+        for entry in [*config.cloud_function, *config.queue, *config.topic] if config else []:
+            rules = {r["Name"].lower(): r["Value"] for r in entry.filters.get("S3Key", {}).get("FilterRule", [])}
+            entries.append(
+                Subscription(entry.arn, tuple(entry.events), rules.get("prefix", ""), rules.get("suffix", ""))
+            )
+        if first_overlap(entries):
+            bucket.notification_configuration = previous
+            raise InvalidArgumentError(OVERLAP_MESSAGE, "Configuration", "")
+
+    models.S3Backend.put_bucket_notification_configuration = put  # type: ignore[method-assign]
+
+    from moto.core.common_types import TYPE_RESPONSE
+    from moto.s3.responses import S3Response
+
+    original_get = S3Response.get_bucket_notification
+
+    def get(self: Any) -> TYPE_RESPONSE:
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return original_get(self)
+        original_serialized = self.serialized
+
+        def serialized(result: Any) -> Any:
+            result.result["EventBridgeConfiguration"] = {}
+            return original_serialized(result)
+
+        self.serialized = serialized
+        try:
+            return original_get(self)
+        finally:
+            del self.serialized
+
+    S3Response.get_bucket_notification = get  # type: ignore[method-assign]

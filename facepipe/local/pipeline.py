@@ -1,15 +1,18 @@
 """Local mode: the whole pipeline on one machine, no AWS account.
 
-  embedded AWS (moto server on loopback: S3, DynamoDB, SQS)
-  └─ uploads bucket (versioned) ──notifications──► SQS queue ──► local Lambda runtime ──► detect_faces.handler
-                                                                                           ├─► results table
-  DetectFaces emulator (CenterFace) ◄── AWS_ENDPOINT_URL_REKOGNITION ──────────────────────┘─► DLQ
+  embedded AWS (moto server on loopback: S3, DynamoDB, SQS, EventBridge)
+  └─ uploads bucket ──notifications──► SQS queue ──► local Lambda runtime ──► detect_faces.handler
+       (or ──EventBridge──► rule ──┘)                                         ├─► results table
+  DetectFaces emulator (CenterFace) ◄── AWS_ENDPOINT_URL_REKOGNITION ─────────┘─► DLQ
 
-The handler is the deployed one, built from the environment exactly as in Lambda.
+The handler is the deployed one, built from the environment exactly as in Lambda. The bucket is subscribed the
+way the stack subscribes it (detect_faces.subscriptions), through CDK's own notification handler (attach.py):
+with `existing_bucket`, an unversioned bucket that another consumer already uses keeps that consumer's events.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import urllib.request
@@ -18,10 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, EnvVar
+from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, Delivery, EnvVar
 from detect_faces.settings import Settings
+from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern
 
 from . import aws, moto_patches
+from .attach import BucketAttachment
 from .aws import ACCOUNT, FAKE_CREDENTIALS, LOCAL_FUNCTION, local_client
 from .centerface import CenterFaceDetector, FixedDetector
 from .emulator import DetectFacesEmulator, RekognitionError
@@ -46,6 +51,10 @@ class LocalSettings:
     backoff_base_seconds: float = Settings.backoff_base_seconds
     backoff_max_seconds: float = Settings.backoff_max_seconds
     log_level: str = "WARNING"
+    notifications: str = Delivery.S3.value  # or "eventbridge", as facepipe:notifications
+    # Attach to an existing (unversioned) bucket with another consumer, instead of creating the uploads bucket.
+    existing_bucket: str | None = None
+    key_prefix: str = ""  # as facepipe:keyPrefixes (one prefix); "" is every key
 
 
 class LocalPipeline:
@@ -69,7 +78,9 @@ class LocalPipeline:
         self.endpoint = ""
         self.rekognition_endpoint = ""
         self.lambda_endpoint = ""
-        self.bucket = aws.LOCAL_BUCKET
+        self.bucket = self.settings.existing_bucket or aws.LOCAL_BUCKET
+        self.foreign_queue_url = ""  # the other consumer's queue, with existing_bucket
+        self.attachment: BucketAttachment | None = None
         self.table = aws.LOCAL_TABLE
         self.dlq_url = ""
         self.notifications_url = ""
@@ -93,6 +104,7 @@ class LocalPipeline:
             table=self.table,
             dlq_url=self.dlq_url,
             function_name=LOCAL_FUNCTION,
+            locations=(f"s3://{self.bucket}/{self.settings.key_prefix}",),
         )
 
     @property
@@ -131,20 +143,15 @@ class LocalPipeline:
         self.rekognition_endpoint = self.emulator.start(port=self.port + 1 if self.port else 0)
 
         sqs = self.client("sqs")
-        aws.create_bucket(s3, self.bucket, self.settings.region)
+        if self.settings.existing_bucket:
+            aws.create_bucket(s3, self.bucket, self.settings.region, versioned=False)
+            self.foreign_queue_url = aws.create_foreign_consumer(s3, sqs, self.bucket)
+        else:
+            aws.create_bucket(s3, self.bucket, self.settings.region)
         aws.create_table(self.client("dynamodb"), self.table)
         self.dlq_url = aws.create_dlq(sqs, aws.LOCAL_DLQ)
         self.notifications_url = sqs.create_queue(QueueName=aws.LOCAL_NOTIFICATIONS)["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.notifications_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        # All created and removed events, no suffix filter: as the deployed stack subscribes the function.
-        s3.put_bucket_notification_configuration(
-            Bucket=self.bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
-            },
-        )
+        self._subscribe(s3, sqs)
 
         self._set_env(
             {
@@ -181,6 +188,37 @@ class LocalPipeline:
         self.runtime.poll(self.notifications_url)
         self.lambda_endpoint = self.runtime.serve_invoke_api(LOCAL_FUNCTION, port=self.port + 2 if self.port else 0)
         return self
+
+    def _subscribe(self, s3: Any, sqs: Any) -> None:
+        """Subscribe the function's queue as the stack subscribes the function: the bucket's notifications, or
+        EventBridge and a rule on the default bus; the runtime reads the queue as Lambda's async queue."""
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.notifications_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        prefix = self.settings.key_prefix
+        if Delivery(self.settings.notifications) == Delivery.EVENTBRIDGE:
+            configuration: dict[str, Any] = {"EventBridgeConfiguration": {}}
+            events = self.client("events")
+            pattern = eventbridge_pattern([self.bucket], (prefix,) if prefix else ())
+            events.put_rule(Name="facepipe-s3-events", EventPattern=json.dumps(pattern))
+            events.put_targets(Rule="facepipe-s3-events", Targets=[{"Id": "detect-faces", "Arn": queue_arn}])
+        else:
+            key_filter = {"Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}} if prefix else {}
+            configuration = {
+                "QueueConfigurations": [
+                    {"Events": [e], "QueueArn": queue_arn, **key_filter} for e in NOTIFICATION_EVENTS
+                ]
+            }
+        self.attachment = BucketAttachment(
+            s3, bucket=self.bucket, configuration=configuration, stack_id=aws.LOCAL_STACK_ID
+        )
+        self.attachment.attach()
+
+    def detach(self) -> None:
+        """What `cdk destroy` does to the bucket: remove facepipe's notification entries, keep everyone else's."""
+        if self.attachment is not None:
+            self.attachment.detach()
+            self.attachment = None
 
     def _deployed_handler(self) -> Callable[[dict[str, Any], Any], Any]:
         from aws_lambda_powertools.metrics.provider import cold_start

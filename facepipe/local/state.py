@@ -21,6 +21,7 @@ class LocalState:
     table: str
     dlq_url: str
     function_name: str
+    locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (empty in states written before them)
 
     def client(self, service: str) -> Any:
         endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
@@ -43,7 +44,9 @@ def read() -> LocalState | None:
     target = path()
     if not target.exists():
         return None
-    return LocalState(**json.loads(target.read_text()))
+    data = json.loads(target.read_text())
+    data["locations"] = tuple(data.get("locations") or ())
+    return LocalState(**data)
 
 
 def clear() -> None:

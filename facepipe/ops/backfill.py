@@ -14,7 +14,7 @@ from detect_faces.contract import BACKFILL_EVENT_NAME, BACKFILL_EVENT_SOURCE, BA
 
 from .errors import OpsError
 from .pacing import RateLimiter
-from .targets import Target, parse_s3_uri
+from .targets import Target
 
 
 @dataclass
@@ -80,9 +80,12 @@ def backfill(
     start_after: str = "",
     progress: Callable[[int], None] = lambda n: None,
 ) -> BackfillReport:
-    bucket, prefix = parse_s3_uri(uri if uri.count("/") >= 3 else uri.rstrip("/") + "/")
-    if bucket != target.bucket:
-        raise OpsError(f"the function reads only s3://{target.bucket}/ (its role is scoped to it), not s3://{bucket}/")
+    ((bucket, prefix),) = target.where(uri if uri.startswith("s3://") else f"s3://{target.bucket}/{uri}")
+    if not target.readable(bucket, prefix):
+        raise OpsError(
+            f"the function reads only under {' '.join(f's3://{b}/{p}' for b, p in target.watched())} (its role is"
+            f" scoped to the watched prefixes), not all of s3://{bucket}/{prefix}"
+        )
     s3, lambda_ = target.client_for("s3"), target.client_for("lambda")
     store = target.results()
     region = s3.meta.region_name

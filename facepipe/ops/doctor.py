@@ -1,7 +1,9 @@
 """doctor: is this account, region and stack ready for facepipe? One line per check, ok / warn / fail, with advice.
 
 Before a deploy: credentials, the region (Rekognition offered), CDK bootstrap, Lambda concurrency against the
-reservation the stack will make, the DetectFaces quota against the tuning rule. After it (`--stack`): the
+reservation the stack will make, the DetectFaces quota against the tuning rule, and each existing bucket the stack
+will attach to (its region, encryption key, and whether S3 would refuse facepipe's notification entries next to
+the ones other consumers have). After it (`--stack`): the
 outputs, the bucket's notifications to the function, the function's async config, the alarms and whether
 anyone receives them, and (`--smoke`) one sample photo through the pipeline. Every check takes its boto3
 clients from `client_for`, so tests drive it with moto and Stubbers. docs/DEPLOY.md explains each failure
@@ -26,8 +28,14 @@ from detect_faces.contract import (
     OUTPUT_BUCKET,
     OUTPUT_DLQ_URL,
     OUTPUT_FUNCTION,
+    OUTPUT_NOTIFICATIONS,
     OUTPUT_TABLE,
+    OUTPUT_WATCHED,
+    Delivery,
 )
+from detect_faces.subscriptions import NOTIFICATION_EVENTS
+
+from . import notifications as s3_notifications
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -54,6 +62,19 @@ class Plan:
     reserved_concurrency: int | None = None
     retry_attempts: int = ASYNC_RETRY_ATTEMPTS
     max_event_age_seconds: int = ASYNC_MAX_EVENT_AGE_SECONDS
+    existing_buckets: tuple[str, ...] = ()
+    key_prefixes: tuple[str, ...] = ()
+    notifications: Delivery = Delivery.S3
+    kms_key_arns: tuple[str, ...] = ()
+    stack_name: str = "Facepipe"  # whose entries in a bucket's notification configuration are facepipe's own
+
+    def wanted(self, function: str = "detect_faces") -> list[s3_notifications.Subscription]:
+        """The entries the stack adds to each bucket (S3 delivery)."""
+        return [
+            s3_notifications.Subscription(function, (event,), prefix)
+            for prefix in (self.key_prefixes or ("",))
+            for event in NOTIFICATION_EVENTS
+        ]
 
 
 def run(
@@ -72,6 +93,7 @@ def run(
         concurrency(client_for, plan),
         detect_faces_quota(client_for, plan),
     ]
+    checks += [existing_bucket(client_for, region, plan, bucket) for bucket in plan.existing_buckets]
     if stack:
         outputs_check, outputs = stack_outputs(client_for, stack)
         checks.append(outputs_check)
@@ -177,6 +199,63 @@ def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
     return Check("detectfaces-quota", OK, f"{detail}; the stack reserves {plan.reserved_concurrency}")
 
 
+def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: Plan, bucket: str) -> Check:
+    """What would make `cdk deploy` fail on, or the function fail after attaching to, a bucket that exists."""
+    name = f"bucket {bucket}"
+    s3 = client_for("s3")
+    try:
+        location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+    except ClientError as exc:
+        return Check(
+            name, FAIL, f"s3://{bucket}: {_error(exc)}", "check the name and that these credentials can see it"
+        )
+    if region and location != region:
+        return Check(
+            name, FAIL, f"s3://{bucket} is in {location}, the stack in {region}",
+            f"deploy in {location}: Rekognition reads S3 objects only in its own region",
+        )  # fmt: skip
+    notes = []
+    versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "unversioned").lower()
+    notes.append(versioning)
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError:
+        rules = []
+    for rule in rules:
+        default = rule.get("ApplyServerSideEncryptionByDefault", {})
+        if default.get("SSEAlgorithm", "").startswith("aws:kms"):
+            key = default.get("KMSMasterKeyID", "")
+            if not key or key.startswith("alias/aws/"):
+                notes.append("SSE-KMS with the AWS-managed key")
+            elif not any(key == arn or arn.endswith(f"/{key}") for arn in plan.kms_key_arns):
+                return Check(
+                    name, FAIL, f"s3://{bucket} encrypts with KMS key {key}, which the function may not use",
+                    f"deploy with -c facepipe:kmsKeyArns='[\"{key}\"]' (the key ARN; its key policy must allow"
+                    " the account's IAM policies)",
+                )  # fmt: skip
+            else:
+                notes.append("SSE-KMS, key granted")
+    try:
+        existing = s3.get_bucket_notification_configuration(Bucket=bucket)
+    except ClientError as exc:
+        return Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "the deploy reads and writes its notifications")
+    others = [e for e in s3_notifications.subscriptions(existing) if not s3_notifications.ours(e, plan.stack_name)]
+    if plan.notifications == Delivery.EVENTBRIDGE:
+        notes.append(f"EventBridge delivery coexists with its {len(others)} other notification entries")
+        return Check(name, OK, f"s3://{bucket} in {location}: {', '.join(notes)}")
+    clashes = s3_notifications.conflicts(existing, plan.wanted(), plan.stack_name)
+    if clashes:
+        other, want = clashes[0]
+        return Check(
+            name, FAIL,
+            f"s3://{bucket}: {other.describe()} overlaps facepipe's "
+            f"{'prefix ' + repr(want.prefix) if want.prefix else 'every-key'} entry; S3 will refuse the deploy",
+            "deploy with -c facepipe:notifications=eventbridge (it coexists with every other consumer)",
+        )  # fmt: skip
+    notes.append(f"no overlap with its {len(others)} other notification entries")
+    return Check(name, OK, f"s3://{bucket} in {location}: {', '.join(notes)}")
+
+
 def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, dict[str, str]]:
     try:
         found = client_for("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -191,21 +270,33 @@ def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, 
 
 
 def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
-    bucket, function = outputs[OUTPUT_BUCKET], outputs[OUTPUT_FUNCTION]
-    config = client_for("s3").get_bucket_notification_configuration(Bucket=bucket)
-    events = {
-        event
-        for entry in config.get("LambdaFunctionConfigurations", [])
-        if entry["LambdaFunctionArn"].split(":")[6] == function
-        for event in entry["Events"]
-    }
-    missing = [e for e in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*") if e not in events]
-    if missing:
-        return Check(
-            "notifications", FAIL, f"s3://{bucket} does not notify {function} of {', '.join(missing)}",
-            "deploy again (make deploy); another tool may have replaced the bucket's notification configuration",
-        )  # fmt: skip
-    return Check("notifications", OK, f"s3://{bucket} notifies {function} of created and removed objects")
+    """Each watched bucket still delivers to the function: its notification entries, or EventBridge on."""
+    function = outputs[OUTPUT_FUNCTION]
+    locations = outputs.get(OUTPUT_WATCHED, f"s3://{outputs[OUTPUT_BUCKET]}/").split()
+    eventbridge = outputs.get(OUTPUT_NOTIFICATIONS) == Delivery.EVENTBRIDGE
+    advice = "deploy again (make deploy); another tool may have replaced the bucket's notification configuration"
+    s3 = client_for("s3")
+    configs: dict[str, dict[str, Any]] = {}
+    for location in locations:
+        bucket, _, prefix = location[len("s3://") :].partition("/")
+        config = configs.setdefault(bucket, s3.get_bucket_notification_configuration(Bucket=bucket))
+        if eventbridge:
+            if "EventBridgeConfiguration" not in config:
+                return Check("notifications", FAIL, f"s3://{bucket} does not send its events to EventBridge", advice)
+            continue
+        events = {
+            event
+            for entry in s3_notifications.subscriptions(config)
+            if entry.target.split(":")[6:7] == [function] and entry.prefix == prefix
+            for event in entry.events
+        }
+        missing = [e for e in NOTIFICATION_EVENTS if e not in events]
+        if missing:
+            return Check(
+                "notifications", FAIL, f"{location} does not notify {function} of {', '.join(missing)}", advice
+            )
+    how = "sends its events to EventBridge" if eventbridge else f"notifies {function} of created and removed objects"
+    return Check("notifications", OK, f"{' '.join(locations)} {how}")
 
 
 def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan: Plan) -> Check:

@@ -23,11 +23,26 @@ class Failure:
     raw: str
     sent_at: str
     sent_ms: int = 0  # SQS's SentTimestamp (epoch milliseconds)
+    attributes: dict[str, str] | None = None  # the message's SQS message attributes, as strings
+
+    @property
+    def undelivered(self) -> bool:
+        """EventBridge's own DLQ message: an S3 event the rule could not hand to Lambda at all (the function
+        deleted, its permission removed). The body is the event itself; ERROR_CODE/ERROR_MESSAGE say why."""
+        return is_eventbridge_s3(self.body)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What the function was (or would have been) invoked with: what a replay sends."""
+        if self.undelivered:
+            return dict(self.body or {})
+        payload = (self.body or {}).get("requestPayload")
+        return payload if isinstance(payload, dict) else {}
 
     @property
     def records(self) -> list[dict[str, Any]]:
         """The S3 records the failed event held; an EventBridge event (one object) counts as one."""
-        payload = (self.body or {}).get("requestPayload") or {}
+        payload = self.payload
         if is_eventbridge_s3(payload):
             return [payload]
         records = payload.get("Records") if isinstance(payload, dict) else None
@@ -36,8 +51,7 @@ class Failure:
     @property
     def redrive_run(self) -> Any:
         """The redrive run whose replay produced this record, if any."""
-        payload = (self.body or {}).get("requestPayload")
-        return payload.get(REDRIVE_FLAG) if isinstance(payload, dict) else None
+        return self.payload.get(REDRIVE_FLAG)
 
     @property
     def replayable(self) -> bool:
@@ -55,17 +69,26 @@ class Failure:
     def summary(self) -> dict[str, Any]:
         body = self.body or {}
         response = _mapping(body.get("responsePayload"))
+        if self.undelivered:
+            attributes = self.attributes or {}
+            response = {
+                "errorType": attributes.get("ERROR_CODE", "EventBridgeDeliveryFailed"),
+                "errorMessage": attributes.get("ERROR_MESSAGE", "EventBridge could not invoke the function"),
+            }
         context = _mapping(body.get("requestContext"))
         first = _mapping(self.records[0]) if self.records else {}
         if is_eventbridge_s3(first):  # keys are not URL-encoded in EventBridge events
-            obj = _mapping(_mapping(first.get("detail")).get("object"))
+            detail = _mapping(first.get("detail"))
+            obj, bucket = _mapping(detail.get("object")), _mapping(detail.get("bucket")).get("name")
             key, version = obj.get("key"), obj.get("version-id")
         else:
             obj = _mapping(_mapping(first.get("s3")).get("object"))
+            bucket = _mapping(_mapping(first.get("s3")).get("bucket")).get("name")
             raw_key, version = obj.get("key"), obj.get("versionId")
             key = unquote_plus(raw_key) if isinstance(raw_key, str) else raw_key
         return {
             "message_id": self.message_id,
+            "bucket": bucket if isinstance(bucket, str) else None,
             "key": key if isinstance(key, str) and key else UNKNOWN_KEY,
             "version_id": version if isinstance(version, str) else None,
             "records": len(self.records),
@@ -73,7 +96,7 @@ class Failure:
             "error_message": str(response.get("errorMessage", "" if body else self.raw[:200])),
             "attempts": context.get("approximateInvokeCount"),
             "condition": context.get("condition"),
-            "time": body.get("timestamp") or self.sent_at,
+            "time": (None if self.undelivered else body.get("timestamp")) or self.sent_at,
         }
 
 
@@ -99,6 +122,7 @@ def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Fa
             VisibilityTimeout=visibility,
             WaitTimeSeconds=1,
             AttributeNames=["SentTimestamp"],
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         new = [m for m in messages if m["MessageId"] not in seen]
         empty = 0 if new else empty + 1
@@ -118,18 +142,30 @@ def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Fa
                     raw=m["Body"],
                     sent_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(sent) / 1000)) if sent else "",
                     sent_ms=int(sent) if sent else 0,
+                    attributes={
+                        name: str(value.get("StringValue", ""))
+                        for name, value in (m.get("MessageAttributes") or {}).items()
+                    },
                 )
             )
         if batch:
             yield batch
 
 
-def list_failures(target: Target, limit: int = 1000) -> list[Failure]:
-    """The DLQ's messages, left in the queue: received with a visibility timeout, then made visible again."""
+def list_failures(target: Target, limit: int = 1000, where: str = "") -> list[Failure]:
+    """The DLQ's messages, left in the queue: received with a visibility timeout, then made visible again.
+    `where` (s3://bucket/prefix, or a key prefix) keeps the records of those objects only."""
     sqs = target.client_for("sqs")
     failures = [f for batch in receive(sqs, target.dlq_url, visibility=60, limit=limit) for f in batch]
     release(sqs, target.dlq_url, failures)
-    return failures
+    if not where:
+        return failures
+    places = target.where(where)
+    return [
+        f
+        for f in failures
+        if any(f.summary()["bucket"] == b and str(f.summary()["key"]).startswith(p) for b, p in places)
+    ]
 
 
 def release(sqs: Any, url: str, failures: list[Failure]) -> None:

@@ -90,7 +90,7 @@ def _approximate_count(sqs: Any, url: str) -> int:
 
 
 def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter, run_id: str) -> None:
-    payload = {**(failure.body or {})["requestPayload"], REDRIVE_FLAG: run_id}
+    payload = {**failure.payload, REDRIVE_FLAG: run_id}
     limiter.wait()
     try:
         response = lambda_.invoke(

@@ -16,12 +16,17 @@ from .targets import Target, parse_s3_uri
 
 
 def list_results(
-    target: Target, prefix: str = "", *, include_deleted: bool = False, with_faces: bool = False
+    target: Target, where: str = "", *, include_deleted: bool = False, with_faces: bool = False
 ) -> Iterator[ImageResult]:
-    """Every image's result, in key order: one Query of the table's by-key index (summary items only);
-    faces are fetched per image only when asked."""
+    """Every image's result, by bucket, in key order: one Query of the table's by-key index per bucket (summary
+    items only); faces are fetched per image only when asked. `where`: s3://bucket/prefix, or a key prefix."""
     store = target.results()
-    found = [r for r in store.list_summaries(target.bucket, prefix) if include_deleted or r.status != Status.DELETED]
+    found = [
+        r
+        for bucket, prefix in target.where(where)
+        for r in store.list_summaries(bucket, prefix)
+        if include_deleted or r.status != Status.DELETED
+    ]
     for result in found:
         if with_faces and result.face_count:
             yield store.get(result.bucket, result.key) or result

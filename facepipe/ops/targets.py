@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from detect_faces.contract import OUTPUT_BUCKET, OUTPUT_DLQ_URL, OUTPUT_FUNCTION, OUTPUT_TABLE
+from detect_faces.contract import OUTPUT_BUCKET, OUTPUT_DLQ_URL, OUTPUT_FUNCTION, OUTPUT_TABLE, OUTPUT_WATCHED
 from detect_faces.results import ResultsStore
 
 from .errors import OpsError
@@ -23,9 +23,32 @@ class Target:
     function_name: str
     client_for: Callable[[str], Any]  # a boto3 client for a service: client_for("s3")
     description: str = ""
+    locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (none: all of `bucket`)
+    outputs: dict[str, str] | None = None  # the stack's outputs, for commands that need more of them
 
     def results(self) -> ResultsStore:
         return ResultsStore(self.client_for("dynamodb"), self.table)
+
+    def watched(self) -> list[tuple[str, str]]:
+        """(bucket, key prefix) for each watched location; "" is every key."""
+        found = [parse_s3_uri(uri) for uri in self.locations]
+        return found or [(self.bucket, "")]
+
+    def where(self, arg: str = "") -> list[tuple[str, str]]:
+        """What an operator's argument names: `s3://bucket/prefix` (any watched bucket), or a key prefix, which
+        applies to every watched bucket. An unwatched bucket is refused with the ones that are watched."""
+        if arg.startswith("s3://"):
+            bucket, prefix = parse_s3_uri(arg if "/" in arg[5:] else arg + "/")
+            if bucket not in {b for b, _ in self.watched()}:
+                raise OpsError(f"s3://{bucket}/ is not watched by {self.description or 'this stack'}; it watches "
+                               + " ".join(f"s3://{b}/{p}" for b, p in self.watched()))  # fmt: skip
+            return [(bucket, prefix)]
+        return [(bucket, arg) for bucket in dict.fromkeys(b for b, _ in self.watched())]
+
+    def readable(self, bucket: str, prefix: str) -> bool:
+        """Whether the function's role reads every key under s3://bucket/prefix (it is scoped to the watched
+        prefixes)."""
+        return any(b == bucket and prefix.startswith(p) for b, p in self.watched())
 
 
 def stack_target(stack_name: str, session: Any = None) -> Target:
@@ -47,6 +70,8 @@ def stack_target(stack_name: str, session: Any = None) -> Target:
         function_name=outputs[OUTPUT_FUNCTION],
         client_for=session.client,
         description=f"stack {stack_name} ({session.region_name})",
+        locations=tuple(outputs.get(OUTPUT_WATCHED, "").split()),
+        outputs=outputs,
     )
 
 
@@ -64,6 +89,7 @@ def local_target() -> Target:
         function_name=current.function_name,
         client_for=current.client,
         description=f"local stack at {current.endpoint}",
+        locations=current.locations,
     )
 
 

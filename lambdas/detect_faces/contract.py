@@ -46,6 +46,10 @@ class Metric(enum.StrEnum):
     SKIPPED = "DuplicateOrStaleEvents"
     DELETED = "ResultsDeleted"
     FAILED = "RecordsFailed"
+    # The backlog function (backlog.py): its S3 Batch Operations tasks, by the result code each was answered
+    BACKLOG_SUCCEEDED = "BacklogTasksSucceeded"
+    BACKLOG_TEMPORARY_FAILURE = "BacklogTasksTemporaryFailure"
+    BACKLOG_PERMANENT_FAILURE = "BacklogTasksPermanentFailure"
 
 
 # Milliseconds per DetectFaces call (each attempt of our backoff is one call).
@@ -61,6 +65,8 @@ class EnvVar(enum.StrEnum):
     DETECT_BACKOFF_BASE_SECONDS = "DETECT_BACKOFF_BASE_SECONDS"
     DETECT_BACKOFF_MAX_SECONDS = "DETECT_BACKOFF_MAX_SECONDS"
     CLAIM_LEASE_SECONDS = "CLAIM_LEASE_SECONDS"
+    # The backlog function's DetectFaces attempts per task (it replaces DETECT_MAX_ATTEMPTS there: backlog.py)
+    BACKLOG_DETECT_MAX_ATTEMPTS = "BACKLOG_DETECT_MAX_ATTEMPTS"
     # Powertools' own
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -86,6 +92,13 @@ OUTPUT_DLQ_NAME = "DeadLetterQueueName"
 OUTPUT_FUNCTION = "DetectorFunctionName"
 OUTPUT_ALARM_TOPIC = "AlarmTopicArn"
 OUTPUT_OPERATOR_POLICY = "OperatorPolicyArn"
+# Every watched location, space-separated "s3://bucket/prefix" (prefix may be empty: the whole bucket).
+OUTPUT_WATCHED = "WatchedLocations"
+OUTPUT_NOTIFICATIONS = "NotificationDelivery"  # "s3" or "eventbridge"
+# The backlog entry point (S3 Batch Operations, `facepipe backfill --engine batch-operations`).
+OUTPUT_BACKLOG_FUNCTION = "BacklogFunctionArn"
+OUTPUT_BATCH_JOB_ROLE = "BatchJobRoleArn"
+OUTPUT_REPORTS_BUCKET = "ReportsBucketName"
 
 # ---- operator events -----------------------------------------------------------------------------------
 # An event that carries this key is an operator's replay of a dead-lettered record (`facepipe redrive`).
@@ -97,3 +110,14 @@ BACKFILL_EVENT_NAME = "ObjectCreated:Backfill"
 BACKFILL_EVENT_SOURCE = "facepipe:backfill"
 # The lowest sequencer there is: any real event of the key outranks a backfill result.
 BACKFILL_SEQUENCER = "0"
+
+# ---- S3 Batch Operations (the backlog engine) -------------------------------------------------------------
+BACKLOG_HANDLER = "detect_faces.backlog.lambda_handler"
+REPORTS_PREFIX = "facepipe-reports/"  # completion reports, in the stack's reports bucket
+MANIFESTS_PREFIX = "facepipe-manifests/"  # CSV manifests the CLI writes, same bucket
+
+
+# ---- how S3 events reach the function (facepipe:notifications) ---------------------------------------------
+class Delivery(enum.StrEnum):
+    S3 = "s3"  # the bucket's notification configuration invokes the function
+    EVENTBRIDGE = "eventbridge"  # the bucket sends to EventBridge; a rule on the default bus invokes it

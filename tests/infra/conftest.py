@@ -24,3 +24,24 @@ def tuned_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         removalPolicy="destroy",
         alarmEmail="ops@example.com",
     )
+
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture(scope="session")
+def existing_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Attached to an existing bucket under a prefix, S3 notifications: context as the CDK CLI passes it (strings)."""
+    return synth(tmp_path_factory.mktemp("cdk-existing"), existingBuckets='["my-photos"]', keyPrefixes='["uploads/"]')
+
+
+@pytest.fixture(scope="session")
+def eventbridge_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Two existing buckets, two prefixes, EventBridge delivery, an SSE-KMS key: lists as cdk.json holds them."""
+    return synth(
+        tmp_path_factory.mktemp("cdk-eventbridge"),
+        existingBuckets=["my-photos", "archive.example"],
+        keyPrefixes=["uploads/", "incoming/"],
+        notifications="eventbridge",
+        kmsKeyArns=[KEY_ARN],
+    )

@@ -89,8 +89,9 @@ def resolved(synth: Synth, document: dict[str, Any]) -> dict[str, Any]:
     """A policy document with its references resolved to the ARNs of the moto resources the calls used."""
     by_id = {rid: ARNS.get(r["Type"]) for rid, r in synth.raw["Resources"].items()}
     by_id[detect_faces_function(synth)[0]] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
-    uploads = next(
-        rid for rid, r in synth.resources("AWS::S3::Bucket").items() if "VersioningConfiguration" in r["Properties"]
+    uploads = next(  # None when the stack attaches to existing buckets (their ARNs are literal)
+        (rid for rid, r in synth.resources("AWS::S3::Bucket").items() if "VersioningConfiguration" in r["Properties"]),
+        None,
     )
 
     def resolve(value: Any) -> Any:

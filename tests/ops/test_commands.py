@@ -269,7 +269,7 @@ def test_backfill_dry_run_and_resume(env: Env) -> None:
     env.stub.add_response("invoke", {"StatusCode": 202})
     report = ops.backfill(env.target, "s3://uploads", limiter=limiter(5, FakeClock()), start_after="")
     assert (report.skipped_done, report.invoked) == (1, 1)
-    with pytest.raises(ops.OpsError, match="reads only s3://uploads/"):
+    with pytest.raises(ops.OpsError, match="s3://elsewhere/ is not watched by this stack; it watches s3://uploads/"):
         ops.backfill(env.target, "s3://elsewhere/", limiter=limiter(5, FakeClock()))
 
 
@@ -295,3 +295,77 @@ def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeyp
     assert "would replay photos/c.jpg (AccessDeniedException: Rate exceeded)" in out
     assert "1 record(s) would be replayed; nothing was changed" in out
     assert env.visible() == 1
+
+
+# ---- several buckets and prefixes (facepipe:existingBuckets / keyPrefixes) ----------------------------------------
+def two_bucket_target(env: Env) -> ops.Target:
+    env.s3.create_bucket(Bucket="archive")
+    env.s3.put_bucket_versioning(Bucket="archive", VersioningConfiguration={"Status": "Enabled"})
+    return ops.Target(BUCKET, TABLE, env.dlq_url, FUNCTION, client_for=env.target.client_for,
+                      locations=(f"s3://{BUCKET}/photos/", "s3://archive/photos/"))  # fmt: skip
+
+
+def store_in(env: Env, bucket: str, key: str) -> None:
+    version = env.s3.put_object(Bucket=bucket, Key=key, Body=b"x")["VersionId"]
+    event = ImageEvent.from_record(s3_record(bucket, key, version_id=version))
+    now = datetime.now(UTC)
+    claim = env.store.claim(event, "t", now, lease_seconds=60, redrive=False)
+    env.store.store_detected(event, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)
+
+
+def test_results_and_failures_take_s3_uris_for_any_watched_bucket(env: Env) -> None:
+    target = two_bucket_target(env)
+    store_in(env, BUCKET, "photos/a.jpg")
+    store_in(env, "archive", "photos/b.jpg")
+    store_in(env, "archive", "photos/2020/c.jpg")
+    everything = [(r.bucket, r.key) for r in ops.list_results(target)]
+    assert everything == [(BUCKET, "photos/a.jpg"), ("archive", "photos/2020/c.jpg"), ("archive", "photos/b.jpg")]
+    assert [r.key for r in ops.list_results(target, "s3://archive/photos/2020/")] == ["photos/2020/c.jpg"]
+    assert [(r.bucket, r.key) for r in ops.list_results(target, "photos/a")] == [(BUCKET, "photos/a.jpg")]
+    with pytest.raises(ops.OpsError, match=r"s3://nobody/ is not watched .* it watches s3://uploads/photos/ "
+                                           r"s3://archive/photos/"):  # fmt: skip
+        list(ops.list_results(target, "s3://nobody/photos/"))
+
+    env.failure("photos/x.jpg")  # in the uploads bucket
+    record = s3_record("archive", "photos/y.jpg")
+    body = {"requestPayload": {"Records": [record]}, "responsePayload": {"errorType": "ThrottlingException"}}
+    env.sqs.send_message(QueueUrl=env.dlq_url, MessageBody=json.dumps(body))
+    assert {f.summary()["bucket"] for f in ops.list_failures(target)} == {BUCKET, "archive"}
+    (archived,) = ops.list_failures(target, where="s3://archive/")
+    assert archived.summary()["key"] == "photos/y.jpg"
+    assert ops.list_failures(target, where="s3://archive/other/") == []
+
+
+def test_backfill_is_held_to_the_watched_prefixes_of_any_watched_bucket(env: Env) -> None:
+    target = two_bucket_target(env)
+    env.s3.put_object(Bucket="archive", Key="photos/old.jpg", Body=b"img")
+    env.s3.put_object(Bucket="archive", Key="elsewhere/old.jpg", Body=b"img")
+    env.stub.add_response("invoke", {"StatusCode": 202})
+    report = ops.backfill(target, "s3://archive/photos/", limiter=limiter(5, FakeClock()))
+    assert (report.listed, report.invoked) == (1, 1)
+    with pytest.raises(ops.OpsError, match="reads only under s3://uploads/photos/ s3://archive/photos/"):
+        ops.backfill(target, "s3://archive/", limiter=limiter(5, FakeClock()))  # the role cannot read elsewhere/
+
+
+def test_an_eventbridge_delivery_failure_is_listed_and_replayed_as_the_event_itself(env: Env) -> None:
+    from tests.helpers import eventbridge
+
+    event = eventbridge("Object Created", "photos/lost.jpg", sequencer="0A1B2C3D4E5F6071")
+    env.sqs.send_message(
+        QueueUrl=env.dlq_url,
+        MessageBody=json.dumps(event),
+        MessageAttributes={
+            "ERROR_CODE": {"DataType": "String", "StringValue": "ResourceNotFoundException"},
+            "ERROR_MESSAGE": {"DataType": "String", "StringValue": "Function not found"},
+            "RULE_ARN": {"DataType": "String", "StringValue": "arn:aws:events:us-east-1:123456789012:rule/r"},
+        },
+    )
+    (failure,) = ops.list_failures(env.target)
+    summary = failure.summary()
+    assert (summary["key"], summary["error_type"], summary["error_message"]) == (
+        "photos/lost.jpg", "ResourceNotFoundException", "Function not found")  # fmt: skip
+    assert failure.replayable
+    env.stub.add_response("invoke", {"StatusCode": 202}, {"FunctionName": FUNCTION, "InvocationType": "Event",
+                                                          "Payload": ANY})  # fmt: skip
+    report = ops.redrive(env.target, limiter=limiter(5, FakeClock()), run_id="run-1")
+    assert report.replayed == 1 and env.dlq_depth() == 0

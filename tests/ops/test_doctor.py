@@ -218,3 +218,105 @@ def test_the_smoke_check_fails_when_no_result_comes(local_stack: Any) -> None:
         clock=lambda: now[0],
     )  # fmt: skip
     assert check.status == doctor.FAIL and "no result after 5 s" in check.detail and "facepipe failures" in check.advice
+
+
+# ---- existing buckets (facepipe:existingBuckets), before the deploy ----------------------------------------------
+THEIRS = "their-photos"
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def their_bucket(account: Account, *, prefix: str = "exports/", events: str = "s3:ObjectCreated:*") -> None:
+    s3, sqs = account.clients["s3"], account.clients["sqs"]
+    s3.create_bucket(Bucket=THEIRS)
+    arn = sqs.get_queue_attributes(
+        QueueUrl=sqs.create_queue(QueueName="theirs")["QueueUrl"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    rules = [{"Name": "prefix", "Value": prefix}] if prefix else []
+    entry = {"Id": "their-app", "QueueArn": arn, "Events": [events]}
+    s3.put_bucket_notification_configuration(
+        Bucket=THEIRS,
+        NotificationConfiguration={"QueueConfigurations": [{**entry, "Filter": {"Key": {"FilterRules": rules}}}
+                                                           if rules else entry]},
+    )  # fmt: skip
+
+
+def attach_plan(**kwargs: Any) -> doctor.Plan:
+    return doctor.Plan(reserved_concurrency=20, existing_buckets=(THEIRS,), **kwargs)
+
+
+def test_an_existing_bucket_with_no_overlap_passes(account: Account) -> None:
+    their_bucket(account)
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.OK
+    assert "unversioned" in check.detail and "no overlap with its 1 other notification entries" in check.detail
+
+
+def test_an_overlapping_consumer_fails_in_one_line_that_points_to_eventbridge(account: Account) -> None:
+    their_bucket(account, prefix="")  # their app takes every created object: facepipe's entries would overlap
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.FAIL
+    assert "theirs (s3:ObjectCreated:*; every key) overlaps facepipe's prefix 'uploads/' entry" in check.detail
+    assert "\n" not in check.detail and "facepipe:notifications=eventbridge" in check.advice
+    # the same bucket with EventBridge delivery: nothing to refuse
+    ok = account.run(attach_plan(key_prefixes=("uploads/",), notifications=contract.Delivery.EVENTBRIDGE), None)
+    assert ok[f"bucket {THEIRS}"].status == doctor.OK and "EventBridge" in ok[f"bucket {THEIRS}"].detail
+
+
+def test_removal_events_elsewhere_and_facepipes_own_entries_do_not_count_as_overlap(account: Account) -> None:
+    their_bucket(account, prefix="", events="s3:ObjectRestore:*")  # another event type: no overlap
+    ours = {"Id": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/Facepipe/guid-1", "Events": ["s3:ObjectCreated:*"],
+            "LambdaFunctionArn": FUNCTION_ARN}  # fmt: skip
+    s3 = account.clients["s3"]
+    config = s3.get_bucket_notification_configuration(Bucket=THEIRS)
+    s3.put_bucket_notification_configuration(
+        Bucket=THEIRS,
+        NotificationConfiguration={"QueueConfigurations": config["QueueConfigurations"],
+                                   "LambdaFunctionConfigurations": [ours]},
+    )  # fmt: skip
+    assert account.run(attach_plan(), stack=None)[f"bucket {THEIRS}"].status == doctor.OK
+    # under another stack name the same entry is someone else's, and overlaps
+    assert account.run(attach_plan(stack_name="Other"), stack=None)[f"bucket {THEIRS}"].status == doctor.FAIL
+
+
+def test_a_bucket_in_another_region_or_missing_fails(account: Account) -> None:
+    account.clients["s3"].create_bucket(Bucket=THEIRS, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    check = account.run(attach_plan(), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.FAIL and "is in eu-west-1" in check.detail and "deploy in eu-west-1" in check.advice
+    missing = account.run(doctor.Plan(existing_buckets=("nobody-has-this",)), stack=None)["bucket nobody-has-this"]
+    assert missing.status == doctor.FAIL and "NoSuchBucket" in missing.detail
+
+
+def test_an_sse_kms_bucket_needs_its_key_granted(account: Account) -> None:
+    their_bucket(account)
+    account.clients["s3"].put_bucket_encryption(
+        Bucket=THEIRS,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN}}]},
+    )  # fmt: skip
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.FAIL and KEY_ARN in check.advice and "facepipe:kmsKeyArns" in check.advice
+    granted = account.run(attach_plan(key_prefixes=("uploads/",), kms_key_arns=(KEY_ARN,)), stack=None)
+    assert granted[f"bucket {THEIRS}"].status == doctor.OK and "key granted" in granted[f"bucket {THEIRS}"].detail
+
+
+def test_the_deployed_check_covers_every_watched_prefix_and_eventbridge(account: Account) -> None:
+    their_bucket(account)
+    outputs = {contract.OUTPUT_BUCKET: THEIRS, contract.OUTPUT_FUNCTION: FUNCTION,
+               contract.OUTPUT_WATCHED: f"s3://{THEIRS}/uploads/ s3://{THEIRS}/in/"}  # fmt: skip
+    s3 = account.clients["s3"]
+    config = s3.get_bucket_notification_configuration(Bucket=THEIRS)
+    ours = [{"LambdaFunctionArn": FUNCTION_ARN, "Events": [event],
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}}
+            for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")]  # fmt: skip
+    s3.put_bucket_notification_configuration(
+        Bucket=THEIRS,
+        NotificationConfiguration={"QueueConfigurations": config["QueueConfigurations"],
+                                   "LambdaFunctionConfigurations": ours},
+    )  # fmt: skip
+    check = doctor.notifications(account.clients.__getitem__, outputs)
+    assert check.status == doctor.FAIL and check.detail.startswith(f"s3://{THEIRS}/in/ does not notify")
+    outputs[contract.OUTPUT_WATCHED] = f"s3://{THEIRS}/uploads/"
+    assert doctor.notifications(account.clients.__getitem__, outputs).status == doctor.OK
+    outputs[contract.OUTPUT_NOTIFICATIONS] = "eventbridge"
+    check = doctor.notifications(account.clients.__getitem__, outputs)
+    assert check.status == doctor.FAIL and "does not send its events to EventBridge" in check.detail
