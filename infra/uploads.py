@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Token, Validations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -79,4 +79,7 @@ class ExistingBuckets(WatchedBuckets):
         self.prefixes = config.watched_prefixes
 
     def nag_object_resources(self) -> list[str]:
-        return [f"arn:<AWS::Partition>:s3:::{name}/{p}*" for name in self.names for p in self.prefixes]
+        # With a known region CDK writes the partition out ("aws"); env-agnostic, it stays a reference.
+        partition = Stack.of(self).partition
+        partition = "<AWS::Partition>" if Token.is_unresolved(partition) else partition
+        return [f"arn:{partition}:s3:::{name}/{p}*" for name in self.names for p in self.prefixes]

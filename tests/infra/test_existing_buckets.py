@@ -313,3 +313,30 @@ def test_a_prefix_change_redeployed_from_a_fresh_handler_process_replaces_only_o
     ours.detach()
     assert bucket.config() == {"QueueConfigurations": [theirs]}
     assert bucket.their_app_still_hears("exports/thursday.csv")
+
+
+def test_the_cdk_cli_synthesizes_an_attached_eventbridge_stack(tmp_path) -> None:
+    """The issue's own command, as users type it (context values as strings, a region known to the CLI)."""
+    import os
+    import shutil
+
+    cdk_bin = ROOT / "node_modules" / ".bin" / "cdk"
+    assert cdk_bin.exists() and shutil.which("node"), "node_modules missing: run `make node` (make test does it)"
+    env = {**os.environ, "CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "true",
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "AWS_REGION": REGION}  # fmt: skip
+    result = subprocess.run(
+        [str(cdk_bin), "synth", "--no-notices", "--quiet", "--output", str(tmp_path),
+         "-c", 'facepipe:existingBuckets=["my-photos"]', "-c", 'facepipe:keyPrefixes=["uploads/"]',
+         "-c", "facepipe:notifications=eventbridge"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    resources = json.loads((tmp_path / "Facepipe.template.json").read_text())["Resources"]
+    buckets = [k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
+    assert [k for k in buckets if not k.startswith("Reports")] == []  # no uploads bucket (nor its access logs)
+    (rule,) = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["Properties"]["EventPattern"]["detail"] == {
+        "bucket": {"name": ["my-photos"]}, "object": {"key": [{"prefix": "uploads/"}]}}  # fmt: skip
+    reads = [st["Resource"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+             for st in r["Properties"]["PolicyDocument"]["Statement"] if st.get("Sid") == "ReadUploads"]  # fmt: skip
+    assert reads == ["arn:aws:s3:::my-photos/uploads/*"]
