@@ -232,6 +232,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from . import ops
 
     target = _target(args)
+    if args.status:
+        return _backfill_status(target, args)
+    if not args.uri:
+        raise OpsError("backfill needs s3://bucket/prefix (or --status JOB_ID)")
+    if args.engine == "batch-operations":
+        return _backfill_job(target, args)
     with _progress(None, "backfill") as bar:
         report = ops.backfill(
             target,
@@ -248,6 +254,53 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     else:
         print(f"{report.invoked} object(s) sent to {target.function_name}; {report.skipped_done} already had a result")
     return 0
+
+
+def _backfill_job(target: Any, args: argparse.Namespace) -> int:
+    from .ops import backlog
+
+    if args.local:  # the job emulated against the local stack, the whole path on this machine
+        result = backlog.run_locally(target, args.uri, concurrency=args.concurrency, dry_run=args.dry_run)
+        if args.dry_run:
+            for task in result:
+                print(f"would process s3://{task.bucket}/{task.key}")
+            print(f"{len(result)} task(s) in the job it would run")
+            return 0
+        print(f"local job {result.job_id}: {result.total} task(s), {result.succeeded} succeeded, {result.failed} failed"
+              f" ({result.retries} TemporaryFailure retried)")  # fmt: skip
+        print(f"completion report: {result.report_uri}")
+        return 0 if result.failed == 0 else 1
+    submitted = backlog.submit(
+        target, args.uri, priority=args.priority, confirm=args.confirm, manifest=args.manifest, dry_run=args.dry_run
+    )
+    if submitted.nothing_to_do:
+        print("every object under the prefix already has a result: no job created")
+        return 0
+    if submitted.manifest is not None:
+        m = submitted.manifest
+        done = "would write" if args.dry_run else "wrote"
+        print(f"{done} the manifest {m.uri}: {m.tasks} of {m.listed} object(s); {m.skipped} already had a result")
+    if args.dry_run:
+        print("the job it would create (s3control create_job):")
+        print(backlog.request_json(submitted.request))
+        return 0
+    print(f"created S3 Batch Operations job {submitted.job_id}")
+    if args.confirm:
+        print(f"follow it: python -m facepipe backfill --status {submitted.job_id}")
+    else:
+        print("it waits for confirmation; confirm and follow it with:")
+        print(f"  python -m facepipe backfill --status {submitted.job_id} --confirm")
+    return 0
+
+
+def _backfill_status(target: Any, args: argparse.Namespace) -> int:
+    from .ops import backlog
+
+    if args.confirm:  # a job created without --confirm waits in Suspended until someone sets it Ready
+        backlog.confirm(target, args.status)
+        print(f"job {args.status} confirmed: it runs when S3 Batch Operations schedules it")
+    progress = backlog.status(target, args.status, watch=not args.once)
+    return 1 if progress.status in ("Failed", "Cancelled") else 0
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
@@ -453,10 +506,40 @@ def _add_operator_commands(sub: Any) -> None:
     backfill = command(
         "backfill",
         "process objects that were in the bucket before the stack (S3 sends no event)",
-        "python -m facepipe backfill s3://my-bucket/archive/ --rate 5 --dry-run",
+        "python -m facepipe backfill s3://my-bucket/archive/ --rate 5 --dry-run\n"
+        "  python -m facepipe backfill s3://my-bucket/archive/ --engine batch-operations --confirm\n"
+        "  python -m facepipe backfill --status JOB_ID\n"
+        "  python -m facepipe backfill s3://facepipe-uploads/ --engine batch-operations --local",
         cmd_backfill,
     )
-    backfill.add_argument("uri", help="s3://bucket/prefix")
+    backfill.add_argument("uri", nargs="?", default="", help="s3://bucket/prefix")
+    backfill.add_argument(
+        "--engine",
+        choices=["local", "batch-operations"],
+        default="local",
+        help="local: invoke the function from here at --rate (a few thousand objects); batch-operations: an S3 "
+        "Batch Operations job runs the backlog function (millions; see docs/OPERATIONS.md). Default local",
+    )
+    backfill.add_argument("--status", metavar="JOB_ID", help="show a Batch Operations job's progress until it ends")
+    backfill.add_argument("--once", action="store_true", help="with --status: show the progress once, do not follow")
+    backfill.add_argument(
+        "--confirm",
+        action="store_true",
+        help="batch-operations: create the job ready to run (else it waits); with --status: confirm that job",
+    )
+    backfill.add_argument(
+        "--priority", type=int, default=10, help="batch-operations: the job's priority (higher runs first; 10)"
+    )
+    backfill.add_argument(
+        "--manifest",
+        choices=["generated", "csv"],
+        default="generated",
+        help="batch-operations: generated (S3 lists the prefix; done objects are skipped by the function) or csv "
+        "(listed here, objects with results left out)",
+    )
+    backfill.add_argument(
+        "--concurrency", type=int, default=4, help="batch-operations --local: tasks at a time (default 4)"
+    )
     backfill.add_argument(
         "--rate",
         type=float,

@@ -1,8 +1,12 @@
-"""The detect_faces function: code, Powertools layer, least-privilege role, logs, tracing, async config."""
+"""The pipeline's functions, one asset and one layer: detect_faces (live uploads: S3 notifications or EventBridge,
+Lambda's async config) and the backlog function (S3 Batch Operations' LambdaInvoke). Each has its own
+least-privilege role, log group and reserved concurrency; both run the same core (docs/DESIGN.md)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Acknowledgment, Aws, Duration, Validations
 from aws_cdk import aws_dynamodb as dynamodb
@@ -13,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, METRICS_NAMESPACE, SERVICE_NAME, EnvVar
+from detect_faces.contract import BACKLOG_HANDLER, CLAIM_LEASE_MARGIN_SECONDS, METRICS_NAMESPACE, SERVICE_NAME, EnvVar
 from detect_faces.settings import Settings
 
 from .config import HANDLER, LAMBDA_CODE_DIR, LAYER_DIR, POWERTOOLS_VERSION, FacepipeConfig
@@ -25,22 +29,60 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
-class DetectFacesFunction(Construct):
+@dataclass(frozen=True)
+class EntryPoint:
+    handler: str
+    description: str
+    role_description: str
+    live: bool  # invoked asynchronously by S3/EventBridge: async config and the DLQ; else by Batch Operations
+    reads_summary: bool = False  # GetItem: the backlog reads a missing object's summary (a removal recorded?)
+
+
+LIVE = EntryPoint(
+    HANDLER,
+    "S3 upload -> Rekognition DetectFaces -> DynamoDB; failures to the DLQ",
+    "detect_faces: DetectFaces, read uploads, write results, send failure records",
+    live=True,
+)
+BACKLOG = EntryPoint(
+    BACKLOG_HANDLER,
+    "S3 Batch Operations task -> Rekognition DetectFaces -> DynamoDB; failures to the job's report",
+    "backlog: DetectFaces, read uploads, write results",
+    live=False,
+    reads_summary=True,
+)
+
+
+def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
+    layer_dir = ROOT / LAYER_DIR
+    if not (layer_dir / "python" / "aws_lambda_powertools").is_dir():
+        raise FileNotFoundError(f"{layer_dir} is missing: run `make layer` (make synth/deploy do it for you)")
+    return lambda_.LayerVersion(
+        scope,
+        id,
+        code=lambda_.Code.from_asset(str(layer_dir)),
+        compatible_runtimes=[RUNTIME],
+        # No compatible_architectures: not every region accepts a layer's CompatibleArchitectures, and the
+        # layer is built for the function's architecture anyway (tests/infra/test_stack.py checks it).
+        description=f"aws-lambda-powertools=={POWERTOOLS_VERSION} (no X-Ray SDK)",
+    )
+
+
+class PipelineFunction(Construct):
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
+        entry: EntryPoint,
         config: FacepipeConfig,
         uploads: WatchedBuckets,
         table: dynamodb.ITableV2,
         dlq: sqs.IQueue,
+        layer: lambda_.ILayerVersion | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
-        layer_dir = ROOT / LAYER_DIR
-        if not (layer_dir / "python" / "aws_lambda_powertools").is_dir():
-            raise FileNotFoundError(f"{layer_dir} is missing: run `make layer` (make synth/deploy do it for you)")
-
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -53,10 +95,7 @@ class DetectFacesFunction(Construct):
         log_group_cfn.retention_in_days = config.log_retention_days
 
         self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="detect_faces: DetectFaces, read uploads, write results, send failure records",
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=entry.role_description
         )
         self.log_group.grant_write(self.role)
         self.role.add_to_policy(
@@ -92,27 +131,30 @@ class DetectFacesFunction(Construct):
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
                     "dynamodb:DeleteItem",
+                    *(["dynamodb:GetItem"] if entry.reads_summary else []),
                 ],
                 resources=[table.table_arn],
             )
         )
-        # sqs:SendMessage on the DLQ is granted by the on-failure SqsDestination below; the function uses it too.
+        # sqs:SendMessage on the DLQ is granted by the live function's on-failure SqsDestination below; the
+        # function uses it too. The backlog function sends none: its failures are the job's completion report.
 
-        self.layer = lambda_.LayerVersion(
-            self,
-            "Powertools",
-            code=lambda_.Code.from_asset(str(layer_dir)),
-            compatible_runtimes=[RUNTIME],
-            # No compatible_architectures: not every region accepts a layer's CompatibleArchitectures, and the
-            # layer is built for the function's architecture anyway (tests/infra/test_stack.py checks it).
-            description=f"aws-lambda-powertools=={POWERTOOLS_VERSION} (no X-Ray SDK)",
+        self.layer = layer or powertools_layer(self, "Powertools")
+        async_config: dict[str, Any] = (
+            {
+                "retry_attempts": config.retry_attempts,
+                "max_event_age": Duration.seconds(config.max_event_age_seconds),
+                "on_failure": destinations.SqsDestination(dlq),
+            }
+            if entry.live
+            else {}
         )
         self.function = lambda_.Function(
             self,
             "Function",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler=HANDLER,
+            handler=entry.handler,
             code=lambda_.Code.from_asset(
                 str(ROOT / LAMBDA_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/requirements.txt"]
             ),
@@ -120,10 +162,10 @@ class DetectFacesFunction(Construct):
             role=self.role,
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
-            reserved_concurrent_executions=config.function_concurrency,
+            reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            description="S3 upload -> Rekognition DetectFaces -> DynamoDB; failures to the DLQ",
+            description=entry.description,
             environment={
                 **Settings(
                     results_table=table.table_name,
@@ -136,11 +178,8 @@ class DetectFacesFunction(Construct):
                 EnvVar.METRICS_NAMESPACE: METRICS_NAMESPACE,
                 EnvVar.LOG_LEVEL: "INFO",
             },
-            retry_attempts=config.retry_attempts,
-            max_event_age=Duration.seconds(config.max_event_age_seconds),
-            on_failure=destinations.SqsDestination(dlq),
+            **async_config,
         )
-
         self._acknowledge(uploads)
 
     def _acknowledge(self, uploads: WatchedBuckets) -> None:
@@ -155,4 +194,54 @@ class DetectFacesFunction(Construct):
         )
         uploads.acknowledge_object_wildcards(
             policy, "The function reads whichever object was uploaded: any key under a watched prefix."
+        )
+
+
+class DetectFacesFunction(PipelineFunction):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: FacepipeConfig,
+        uploads: WatchedBuckets,
+        table: dynamodb.ITableV2,
+        dlq: sqs.IQueue,
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            entry=LIVE,
+            config=config,
+            uploads=uploads,
+            table=table,
+            dlq=dlq,
+            reserved_concurrency=config.function_concurrency,
+        )
+
+
+class BacklogFunction(PipelineFunction):
+    """S3 Batch Operations invokes it synchronously, one task per invocation: no async config, no DLQ."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: FacepipeConfig,
+        uploads: WatchedBuckets,
+        table: dynamodb.ITableV2,
+        dlq: sqs.IQueue,
+        layer: lambda_.ILayerVersion,
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            entry=BACKLOG,
+            config=config,
+            uploads=uploads,
+            table=table,
+            dlq=dlq,
+            layer=layer,
+            reserved_concurrency=config.backlog_concurrency,
         )

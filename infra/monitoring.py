@@ -18,7 +18,14 @@ from .config import FacepipeConfig
 
 class Monitoring(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, config: FacepipeConfig, function: lambda_.IFunction, dlq: sqs.IQueue
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: FacepipeConfig,
+        function: lambda_.IFunction,
+        dlq: sqs.IQueue,
+        backlog: lambda_.IFunction | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="facepipe alarms", enforce_ssl=True)
@@ -49,6 +56,13 @@ class Monitoring(Construct):
             "Throttles": (throttles, "Lambda throttled detect_faces: reserved concurrency is exhausted."),
             "AsyncEventsDropped": (dropped, "Lambda dropped S3 events (too old or out of retries) to the DLQ."),
         }
+        if backlog is not None:
+            # A task's TemporaryFailure/PermanentFailure is an answer, not an error: an error is the function
+            # failing (a bug, AccessDenied on the table, a timeout), which Batch Operations counts as a failed task.
+            self.alarms["BacklogErrors"] = (
+                backlog.metric_errors(period=five_minutes, statistic="Sum"),
+                "The backlog function failed (not a task's answer): see its logs; the job's report lists the tasks.",
+            )
         action = cw_actions.SnsAction(self.topic)
         self.alarm_constructs: dict[str, cw.Alarm] = {}
         for name, (metric, description) in self.alarms.items():
@@ -112,3 +126,16 @@ class Monitoring(Construct):
                 title="Errors", left=[errors.with_(label="errors"), dropped.with_(label="async dropped")], width=12
             ),
         )
+        if backlog is not None:
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Backlog (S3 Batch Operations tasks)",
+                    left=[
+                        app_metric(Metric.BACKLOG_SUCCEEDED, "succeeded"),
+                        app_metric(Metric.BACKLOG_TEMPORARY_FAILURE, "temporary failure (retried by the job)"),
+                        app_metric(Metric.BACKLOG_PERMANENT_FAILURE, "permanent failure"),
+                    ],
+                    right=[backlog.metric_errors(period=five_minutes, statistic="Sum", label="function errors")],
+                    width=24,
+                )
+            )

@@ -7,15 +7,16 @@ proves every one allowed and every action needed.
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Acknowledgment, Stack, Token, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from detect_faces.contract import INDEX_BY_KEY
+from detect_faces.contract import INDEX_BY_KEY, MANIFESTS_PREFIX
 
+from .backlog import Backlog
 from .uploads import WatchedBuckets
 
 
@@ -29,6 +30,7 @@ class OperatorPolicy(Construct):
         table: dynamodb.ITableV2,
         dlq: sqs.IQueue,
         function: lambda_.IFunction,
+        backlog: Backlog,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -74,6 +76,27 @@ class OperatorPolicy(Construct):
                 actions=["lambda:InvokeFunction"],
                 resources=[function.function_arn],
             ),
+            iam.PolicyStatement(
+                sid="CreateBacklogJobs",  # backfill --engine batch-operations (CreateJob has no resource type)
+                actions=["s3:CreateJob"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="FollowBacklogJobs",  # backfill --status, and the job's confirmation (--confirm)
+                actions=["s3:DescribeJob", "s3:UpdateJobStatus"],
+                resources=[f"arn:{stack.partition}:s3:{stack.region}:{stack.account}:job/*"],
+            ),
+            iam.PolicyStatement(
+                sid="PassTheJobRole",  # CreateJob runs the job with the stack's job role
+                actions=["iam:PassRole"],
+                resources=[backlog.job_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "batchoperations.s3.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="WriteManifests",  # backfill --engine batch-operations --manifest csv
+                actions=["s3:PutObject"],
+                resources=[backlog.reports.arn_for_objects(f"{MANIFESTS_PREFIX}*")],
+            ),
         ]
         self.policy = iam.ManagedPolicy(
             self,
@@ -84,3 +107,24 @@ class OperatorPolicy(Construct):
         uploads.acknowledge_object_wildcards(
             self.policy, "show reads whichever image the operator names: any key under a watched prefix."
         )
+        reports_id = stack.resolve(backlog.reports.node.default_child.logical_id)  # type: ignore[union-attr]
+        Validations.of(self.policy).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="s3:CreateJob has no resource type: it is granted on * (and the job role it may pass is one).",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::arn:{_nag(stack.partition, 'AWS::Partition')}:s3:"
+                f"{_nag(stack.region, 'AWS::Region')}:{_nag(stack.account, 'AWS::AccountId')}:job/*]",
+                reason="Job ids are made by S3 when a job is created: any job of this account and region.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{reports_id}.Arn>/{MANIFESTS_PREFIX}*]",
+                reason="The CLI writes each job's CSV manifest under the manifests prefix: any key under it.",
+            ),
+        )
+
+
+def _nag(value: str, pseudo: str) -> str:
+    """A value as cdk-nag names it in a finding: a pseudo parameter's reference, or the literal CDK wrote."""
+    return f"<{pseudo}>" if Token.is_unresolved(value) else value

@@ -9,16 +9,20 @@ from constructs import Construct
 
 from detect_faces.contract import (
     OUTPUT_ALARM_TOPIC,
+    OUTPUT_BACKLOG_FUNCTION,
+    OUTPUT_BATCH_JOB_ROLE,
     OUTPUT_BUCKET,
     OUTPUT_DLQ_NAME,
     OUTPUT_DLQ_URL,
     OUTPUT_FUNCTION,
     OUTPUT_NOTIFICATIONS,
     OUTPUT_OPERATOR_POLICY,
+    OUTPUT_REPORTS_BUCKET,
     OUTPUT_TABLE,
     OUTPUT_WATCHED,
 )
 
+from .backlog import Backlog, reports_bucket
 from .config import FacepipeConfig
 from .dead_letter_queue import DeadLetterQueue
 from .delivery import EventDelivery
@@ -57,8 +61,29 @@ class FacepipeStack(Stack):
             function=self.detector.function,
             dlq=self.failures.queue,
         )
+        # Batch Operations' manifests and reports go to the stack's log bucket (one is made with existing buckets).
+        reports = (
+            self.uploads.access_logs
+            if isinstance(self.uploads, UploadsBucket)
+            else reports_bucket(self, "Reports", self.config)
+        )
+        self.backlog = Backlog(
+            self,
+            "Backlog",
+            config=self.config,
+            uploads=self.uploads,
+            table=self.results.table,
+            dlq=self.failures.queue,
+            layer=self.detector.layer,
+            reports=reports,
+        )
         self.monitoring = Monitoring(
-            self, "Monitoring", config=self.config, function=self.detector.function, dlq=self.failures.queue
+            self,
+            "Monitoring",
+            config=self.config,
+            function=self.detector.function,
+            dlq=self.failures.queue,
+            backlog=self.backlog.function,
         )
         self.operators = OperatorPolicy(
             self,
@@ -67,6 +92,7 @@ class FacepipeStack(Stack):
             table=self.results.table,
             dlq=self.failures.queue,
             function=self.detector.function,
+            backlog=self.backlog,
         )
         CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.buckets[0].bucket_name, description="Upload images here")
         CfnOutput(
@@ -80,6 +106,9 @@ class FacepipeStack(Stack):
         CfnOutput(self, OUTPUT_DLQ_URL, value=self.failures.queue.queue_url, description="Failure records")
         CfnOutput(self, OUTPUT_DLQ_NAME, value=self.failures.queue.queue_name)
         CfnOutput(self, OUTPUT_FUNCTION, value=self.detector.function.function_name)
+        CfnOutput(self, OUTPUT_BACKLOG_FUNCTION, value=self.backlog.function.function_arn)
+        CfnOutput(self, OUTPUT_BATCH_JOB_ROLE, value=self.backlog.job_role.role_arn)
+        CfnOutput(self, OUTPUT_REPORTS_BUCKET, value=reports.bucket_name, description="Batch Operations reports")
         CfnOutput(self, OUTPUT_ALARM_TOPIC, value=self.monitoring.topic.topic_arn)
         CfnOutput(
             self,

@@ -18,6 +18,7 @@ LOCAL_BUCKET = "facepipe-uploads"
 LOCAL_TABLE = "facepipe-results"
 LOCAL_DLQ = "facepipe-dlq"
 LOCAL_NOTIFICATIONS = "facepipe-bucket-notifications"
+LOCAL_REPORTS = "facepipe-reports"  # the stack's log bucket: Batch Operations manifests and reports
 LOCAL_STACK_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/facepipe-local/00000000-0000-0000-0000-000000000000"
 # `local up --existing-bucket`: another consumer of that bucket's events, there before facepipe attaches.
 FOREIGN_QUEUE = "other-consumer"
@@ -95,7 +96,9 @@ def create_foreign_consumer(s3: Any, sqs: Any, bucket: str) -> str:
     return url
 
 
-def local_client(service: str, region: str, endpoints: dict[str, str], default_endpoint: str) -> Any:
+def local_client(
+    service: str, region: str, endpoints: dict[str, str], default_endpoint: str, config: Config | None = None
+) -> Any:
     """A boto3 client for the local stack: `endpoints` by service (rekognition, lambda), else the moto server."""
     return boto3.client(
         service,
@@ -104,5 +107,5 @@ def local_client(service: str, region: str, endpoints: dict[str, str], default_e
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
+        config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
     )

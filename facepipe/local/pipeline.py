@@ -105,6 +105,7 @@ class LocalPipeline:
             dlq_url=self.dlq_url,
             function_name=LOCAL_FUNCTION,
             locations=(f"s3://{self.bucket}/{self.settings.key_prefix}",),
+            reports_bucket=aws.LOCAL_REPORTS,
         )
 
     @property
@@ -148,6 +149,7 @@ class LocalPipeline:
             self.foreign_queue_url = aws.create_foreign_consumer(s3, sqs, self.bucket)
         else:
             aws.create_bucket(s3, self.bucket, self.settings.region)
+        aws.create_bucket(s3, aws.LOCAL_REPORTS, self.settings.region, versioned=False)
         aws.create_table(self.client("dynamodb"), self.table)
         self.dlq_url = aws.create_dlq(sqs, aws.LOCAL_DLQ)
         self.notifications_url = sqs.create_queue(QueueName=aws.LOCAL_NOTIFICATIONS)["QueueUrl"]

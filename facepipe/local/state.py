@@ -22,6 +22,7 @@ class LocalState:
     dlq_url: str
     function_name: str
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (empty in states written before them)
+    reports_bucket: str = ""  # Batch Operations reports of `backfill --engine batch-operations --local`
 
     def client(self, service: str) -> Any:
         endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}

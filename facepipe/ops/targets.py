@@ -9,7 +9,16 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from detect_faces.contract import OUTPUT_BUCKET, OUTPUT_DLQ_URL, OUTPUT_FUNCTION, OUTPUT_TABLE, OUTPUT_WATCHED
+from detect_faces.contract import (
+    OUTPUT_BACKLOG_FUNCTION,
+    OUTPUT_BATCH_JOB_ROLE,
+    OUTPUT_BUCKET,
+    OUTPUT_DLQ_URL,
+    OUTPUT_FUNCTION,
+    OUTPUT_REPORTS_BUCKET,
+    OUTPUT_TABLE,
+    OUTPUT_WATCHED,
+)
 from detect_faces.results import ResultsStore
 
 from .errors import OpsError
@@ -24,7 +33,10 @@ class Target:
     client_for: Callable[[str], Any]  # a boto3 client for a service: client_for("s3")
     description: str = ""
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (none: all of `bucket`)
-    outputs: dict[str, str] | None = None  # the stack's outputs, for commands that need more of them
+    # The backlog engine (S3 Batch Operations); empty for a stack deployed before it
+    backlog_function_arn: str = ""
+    batch_job_role_arn: str = ""
+    reports_bucket: str = ""
 
     def results(self) -> ResultsStore:
         return ResultsStore(self.client_for("dynamodb"), self.table)
@@ -71,7 +83,9 @@ def stack_target(stack_name: str, session: Any = None) -> Target:
         client_for=session.client,
         description=f"stack {stack_name} ({session.region_name})",
         locations=tuple(outputs.get(OUTPUT_WATCHED, "").split()),
-        outputs=outputs,
+        backlog_function_arn=outputs.get(OUTPUT_BACKLOG_FUNCTION, ""),
+        batch_job_role_arn=outputs.get(OUTPUT_BATCH_JOB_ROLE, ""),
+        reports_bucket=outputs.get(OUTPUT_REPORTS_BUCKET, ""),
     )
 
 
@@ -90,6 +104,7 @@ def local_target() -> Target:
         client_for=current.client,
         description=f"local stack at {current.endpoint}",
         locations=current.locations,
+        reports_bucket=current.reports_bucket,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -31,6 +31,7 @@ class Outcome(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
     DELETED = "deleted"
     SKIPPED = "skipped"  # duplicate, stale (older than what is stored) or not an object event
+    FAILED = "failed"  # a backlog task's object is unreadable: FAILED in the table, no DLQ (its job reports it)
 
 
 class InvalidEventError(ValueError):
@@ -158,6 +159,41 @@ class ImageEvent:
             raise InvalidEventError(f"S3 record is missing {exc}") from None
 
     @classmethod
+    def backfill(cls, bucket: Any, key: Any, version_id: Any = None) -> ImageEvent:
+        """A backfill record for one object an operator's job names (a backlog task, backlog.py): sequencer 0,
+        so every real event of the key outranks it. The key is given decoded. No version id (None, "", or S3's
+        "null" for an object written before versioning) means the object's current version. The ETag, size and
+        time are learnt from the object when the record runs (`with_current`)."""
+        if version_id is not None and not isinstance(version_id, str):
+            raise InvalidEventError(f"version id {version_id!r} is not a string")
+        return cls(
+            ref=ObjectRef(
+                bucket=_text(bucket, "bucket name"),
+                key=_text(key, "object key"),
+                version_id=version_id if version_id and version_id != "null" else None,
+            ),
+            event_name=BACKFILL_EVENT_NAME,
+            event_time="",
+            region="",
+            size=None,
+            etag=None,
+            sequencer=normalize_sequencer(BACKFILL_SEQUENCER),
+        )
+
+    def with_current(
+        self, version_id: str | None, etag: str | None, size: int | None, modified: datetime | None
+    ) -> ImageEvent:
+        """This backfill record with what it lacks taken from the object's current version (a HEAD): a record
+        with no version id then names the version it checked, so DetectFaces and the result are that version's."""
+        return replace(
+            self,
+            ref=replace(self.ref, version_id=self.ref.version_id or version_id),
+            etag=self.etag or etag,
+            size=self.size if self.size is not None else size,
+            event_time=self.event_time or (utc_iso(modified) if modified else ""),
+        )
+
+    @classmethod
     def from_eventbridge(cls, event: dict[str, Any]) -> ImageEvent:
         """Read an S3 event delivered by EventBridge (source aws.s3): one event is one object, the key is not
         URL-encoded, and the fields are `etag`, `version-id`, `sequencer`; `detail-type` and, for deletions,
@@ -209,6 +245,8 @@ class RecordResult:
     outcome: Outcome
     reason: str | None = None
     faces: int | None = None
+    # The whole reason ("code: message") where `reason` is a code; for a backlog task's completion report.
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"key": self.key, "outcome": self.outcome.value}

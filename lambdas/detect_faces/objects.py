@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -59,25 +61,55 @@ class ObjectInspector:
             return
         raise ImageRejected("InvalidImageFormatException", f"not a JPEG or PNG (first bytes {head[:8].hex()})")
 
-    def not_current(self, ref: ObjectRef, etag: str | None) -> str | None:
-        """Why this version is no longer the object's current one, or None when it is.
-
-        A backfill record describes the object as it was listed; by the time it runs, the object may have
-        been replaced or deleted, and then its own event (or none) decides, never the backfill.
-        """
+    def current(self, ref: ObjectRef) -> CurrentObject | None:
+        """The object's current version as a HEAD of the key shows it, or None when the bucket has none (the
+        object was deleted, or never was there)."""
         try:
             head = self._client.head_object(Bucket=ref.bucket, Key=ref.key)
         except ClientError as exc:
             if error_code(exc) in S3_MISSING_CODES:
-                return "the object is no longer in the bucket"
+                return None
             raise
-        if ref.version_id:
-            current = head.get("VersionId")
-            if current != ref.version_id:
-                return f"the current version is now {current}"
-        elif etag and str(head.get("ETag", "")).strip('"') != etag:
-            return "the object was replaced since it was listed"
-        return None
+        version = head.get("VersionId")
+        size = head.get("ContentLength")
+        return CurrentObject(
+            version_id=str(version) if version else None,
+            etag=str(head.get("ETag", "")).strip('"') or None,
+            size=int(size) if size is not None else None,
+            modified=head.get("LastModified"),
+        )
+
+
+@dataclass(frozen=True)
+class CurrentObject:
+    """An object's current version, as a HEAD shows it."""
+
+    version_id: str | None  # None in an unversioned bucket; "null" for a version written before versioning
+    etag: str | None
+    size: int | None
+    modified: datetime | None
+
+    @property
+    def pinned_version(self) -> str | None:
+        """The version id a record pins: none for "null" (S3 finds that version without one)."""
+        return self.version_id if self.version_id != "null" else None
+
+
+def not_current(ref: ObjectRef, etag: str | None, current: CurrentObject | None) -> str | None:
+    """Why the listed version (`ref`'s, or by its ETag when it has none) is no longer the object's current one,
+    or None when it is.
+
+    A backfill record describes the object as it was listed; by the time it runs, the object may have
+    been replaced or deleted, and then its own event (or none) decides, never the backfill.
+    """
+    if current is None:
+        return "the object is no longer in the bucket"
+    if ref.version_id:
+        if current.version_id != ref.version_id:
+            return f"the current version is now {current.version_id}"
+    elif etag and current.etag != etag:
+        return "the object was replaced since it was listed"
+    return None
 
 
 def _total_size(response: dict[str, Any], read: int) -> int:

@@ -13,11 +13,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from . import calls
-from .contract import REDRIVE_FLAG, Metric, Status
+from .contract import BACKFILL_EVENT_NAME, REDRIVE_FLAG, Metric, Status
 from .dead_letters import DeadLetterWriter
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
-from .objects import ObjectInspector
+from .objects import ObjectInspector, not_current
 from .rekognition import RekognitionFaces
 from .results import ResultsStore
 from .retry import MetricsSink
@@ -99,10 +99,28 @@ class Processor:
             raise RecordsFailedError(f"{len(failed)} of {len(deliveries)} records failed: {summary}") from failed[0][1]
         return {"records": results}
 
+    def process_task(self, event: ImageEvent, context: InvocationContext) -> RecordResult:
+        """One object an operator's job names (a backlog task: backlog.py), through the same checks, claim,
+        DetectFaces and results as a live upload. `event` is its backfill record (ImageEvent.backfill): the
+        object must still be current, a result for that very version is not made again, and every real event of
+        the key outranks it. Unlike a live record, an unreadable object sends no failure record: it is stored
+        FAILED and returned as Outcome.FAILED, for the job's completion report.
+
+        Raises what fails a live invocation: ImageBusyError (another invocation's live claim of this very record)
+        and the errors of the AWS calls (throttling, 5xx, access denied, ...), the claim released first
+        (RETRYING, so a retry takes it again); the caller decides which are worth another try.
+        """
+        if not event.is_backfill:
+            raise ValueError(f"a task is a backfill record ({BACKFILL_EVENT_NAME}), not {event.event_name}")
+        logger.thread_safe_clear_keys()
+        logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
+        return self._process(event, None, context)
+
     def _process(
-        self, event: ImageEvent, payload: dict[str, Any], context: InvocationContext, redrive: Any = None
+        self, event: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any = None
     ) -> RecordResult:
-        """`payload` is what a replay of this object sends: its failure record's requestPayload."""
+        """`payload` is what a replay of this object sends: its failure record's requestPayload. None for a
+        backlog task (process_task), which has no failure record: its job's completion report is one."""
         logger.thread_safe_append_keys(
             aws_calls=calls.begin_record(),  # filled as the record's calls complete; every line shows it so far
             correlation_id=event.ref.uri,
@@ -115,12 +133,27 @@ class Processor:
         if not event.is_creation:
             logger.warning("event type not handled", event_name=event.event_name)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
+        missing: ObjectUnreadable | None = None
         if event.is_backfill:
-            changed = self.inspector.not_current(event.ref, event.etag)
+            current = self.inspector.current(event.ref)
+            changed = not_current(event.ref, event.etag, current)
+            if current is None and payload is None:
+                # A backlog task names an object the bucket does not have. Its removal is recorded: nothing to do.
+                # Otherwise (a wrong manifest, a removal long forgotten) it is FAILED, as a live upload whose object
+                # is gone, and no older version of it is read.
+                if self._removal_recorded(event):
+                    changed = "the object was deleted"
+                else:
+                    changed = None
+                    missing = ObjectUnreadable("InvalidS3ObjectException", "S3 404: the object is not in the bucket")
             if changed:
                 logger.info("backfill record skipped", reason=changed)
                 self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
                 return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"backfill: {changed}")
+            if current is not None:
+                # What the record lacks (a task has no ETag, maybe no version) is the version just checked.
+                event = event.with_current(current.pinned_version, current.etag, current.size, current.modified)
+                logger.thread_safe_append_keys(version_id=event.ref.version_id)
 
         now = self.clock()
         claim = self.results.claim(
@@ -144,7 +177,7 @@ class Processor:
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
         try:
-            return self._analyse(event, payload, claim, context, redrive)
+            return self._analyse(event, payload, claim, context, redrive, missing)
         except Exception as exc:
             reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
             try:
@@ -155,10 +188,18 @@ class Processor:
             raise
 
     def _analyse(
-        self, event: ImageEvent, payload: dict[str, Any], claim: Any, context: InvocationContext, redrive: Any
+        self,
+        event: ImageEvent,
+        payload: dict[str, Any] | None,
+        claim: Any,
+        context: InvocationContext,
+        redrive: Any,
+        missing: ObjectUnreadable | None = None,
     ) -> RecordResult:
         key = event.ref.key
         try:
+            if missing is not None:
+                raise missing
             if event.region and event.region != self.rekognition.region:
                 raise ObjectUnreadable(
                     "InvalidS3ObjectException",
@@ -177,8 +218,13 @@ class Processor:
                 return self._superseded(event)
             logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
             self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
-            return RecordResult(key, Outcome.REJECTED, reason=rejected.code)
+            return RecordResult(key, Outcome.REJECTED, reason=rejected.code, detail=str(rejected))
         except ObjectUnreadable as unreadable:
+            if payload is None:  # a backlog task: no failure record, its job's completion report is one
+                if not self.results.store_failed(event, claim, str(unreadable), self.clock()):
+                    return self._superseded(event)
+                logger.warning("object unreadable", error_type=unreadable.code, reason=unreadable.message)
+                return RecordResult(key, Outcome.FAILED, reason=unreadable.code, detail=str(unreadable))
             message_id = self._send_failure(payload, event.ref, unreadable.code, unreadable.message, context, redrive)
             self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
             logger.warning(
@@ -244,6 +290,13 @@ class Processor:
             # A replayed event keeps its redrive mark, so the redrive run can tell the records it caused.
             payload_extra={REDRIVE_FLAG: redrive} if redrive else None,
         )
+
+    def _removal_recorded(self, event: ImageEvent) -> bool:
+        """The results table records the object's removal: a tombstone, or this very version deleted for good."""
+        stored = self.results.summary(event.ref.bucket, event.ref.key) or {}
+        if stored.get("status") == Status.DELETED:
+            return True
+        return event.ref.version_id is not None and event.ref.version_id in (stored.get("removed_versions") or set())
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
         logger.info("result discarded: a newer event took the image while this one was processed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .contract import FACE_ATTRIBUTE_CHOICES, EnvVar
 
@@ -47,6 +47,9 @@ class Settings:
     claim_lease_seconds: int = 120
     # How long the tombstone of a deleted image is kept (it stops a late create event resurrecting results).
     tombstone_ttl_seconds: int = 7 * 24 * 3600
+    # The backlog function's DetectFaces attempts per task: a short retry at most, since S3 Batch Operations
+    # retries a TemporaryFailure later and the backlog leaves the quota to live uploads (docs/DESIGN.md).
+    backlog_detect_max_attempts: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +77,17 @@ class Settings:
             claim_lease_seconds=int(
                 _number(env, EnvVar.CLAIM_LEASE_SECONDS, cls.claim_lease_seconds, minimum=1, integer=True)
             ),
+            backlog_detect_max_attempts=int(
+                _number(
+                    env, EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS, cls.backlog_detect_max_attempts, minimum=1, integer=True
+                )
+            ),
         )
+
+    def for_backlog(self) -> Settings:
+        """The backlog function's settings (backlog.py): these, with DetectFaces attempts cut to
+        backlog_detect_max_attempts."""
+        return replace(self, detect_max_attempts=self.backlog_detect_max_attempts)
 
     def to_env(self) -> dict[str, str]:
         """The environment that from_env reads back as these settings: the stack and local mode set it."""
@@ -86,4 +99,5 @@ class Settings:
             EnvVar.DETECT_BACKOFF_BASE_SECONDS: str(self.backoff_base_seconds),
             EnvVar.DETECT_BACKOFF_MAX_SECONDS: str(self.backoff_max_seconds),
             EnvVar.CLAIM_LEASE_SECONDS: str(self.claim_lease_seconds),
+            EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS: str(self.backlog_detect_max_attempts),
         }

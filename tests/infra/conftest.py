@@ -23,6 +23,7 @@ def tuned_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         logRetentionDays=90,
         removalPolicy="destroy",
         alarmEmail="ops@example.com",
+        backlogConcurrency=3,
     )
 
 

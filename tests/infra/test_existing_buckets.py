@@ -36,7 +36,10 @@ def notification_resources(s: Synth) -> dict[str, dict[str, Any]]:
 
 
 def test_an_existing_bucket_is_attached_not_created_and_notifies_under_its_prefix(existing_synth: Synth) -> None:
-    assert existing_synth.resources("AWS::S3::Bucket") == {}
+    # the only bucket the stack makes holds Batch Operations reports: no uploads bucket, no access-log bucket
+    assert [k for k in existing_synth.resources("AWS::S3::Bucket")] == [
+        existing_synth.raw["Outputs"]["ReportsBucketName"]["Value"]["Ref"]
+    ]
     props = notification_resources(existing_synth)["my-photos"]
     assert props["Managed"] is False  # merged into the bucket's own configuration, not replacing it
     fn_id, _ = detect_faces_function(existing_synth)
@@ -70,7 +73,7 @@ def test_the_role_reads_exactly_the_watched_prefixes(existing_synth: Synth) -> N
 def test_eventbridge_delivery_is_a_rule_with_the_same_failure_path(eventbridge_synth: Synth) -> None:
     s = eventbridge_synth
     fn_id, _ = detect_faces_function(s)
-    assert s.resources("AWS::S3::Bucket") == {}
+    assert len(s.resources("AWS::S3::Bucket")) == 1  # the reports bucket only
     for bucket in ("my-photos", "archive.example"):
         assert notification_resources(s)[bucket]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
     (rule,) = s.resources("AWS::Events::Rule").values()
@@ -91,6 +94,7 @@ def test_eventbridge_delivery_is_a_rule_with_the_same_failure_path(eventbridge_s
     assert destination == {"Fn::GetAtt": [dlq_id, "Arn"]}
     permissions = [p["Properties"] for p in s.resources("AWS::Lambda::Permission").values()]
     assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"]
+    assert permissions[0]["FunctionName"] == {"Fn::GetAtt": [fn_id, "Arn"]}
     (queue_policy,) = s.resources("AWS::SQS::QueuePolicy").values()
     principals = [st.get("Principal") for st in queue_policy["Properties"]["PolicyDocument"]["Statement"]]
     assert {"Service": "events.amazonaws.com"} in principals  # EventBridge may write its DLQ message
@@ -339,4 +343,4 @@ def test_the_cdk_cli_synthesizes_an_attached_eventbridge_stack(tmp_path) -> None
         "bucket": {"name": ["my-photos"]}, "object": {"key": [{"prefix": "uploads/"}]}}  # fmt: skip
     reads = [st["Resource"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
              for st in r["Properties"]["PolicyDocument"]["Statement"] if st.get("Sid") == "ReadUploads"]  # fmt: skip
-    assert reads == ["arn:aws:s3:::my-photos/uploads/*"]
+    assert reads == ["arn:aws:s3:::my-photos/uploads/*"] * 2  # the live function's and the backlog function's

@@ -29,7 +29,7 @@ RUNTIME = ROOT / "build" / "lambda-runtime"
 INVOKE = """
 import json, sys
 sys.path[:] = [p for p in sys.path if "site-packages" not in p and "dist-packages" not in p] + {paths!r}
-import detect_faces.handler as module
+import detect_faces.{module} as module
 class Context:
     function_name = "detect_faces"; memory_limit_in_mb = 256; function_version = "$LATEST"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:detect_faces"
@@ -44,7 +44,9 @@ print(json.dumps({{"result": result, "leaked": leaked, "origin": origin}}))
 
 def function_assets(synth: Synth) -> tuple[Path, Path]:
     """The function's code and its layer, as asset folders of the cloud assembly (what cdk deploy uploads)."""
-    (function,) = [r for r in synth.resources("AWS::Lambda::Function").values() if "Layers" in r["Properties"]]
+    functions = [r for r in synth.resources("AWS::Lambda::Function").values() if "Layers" in r["Properties"]]
+    assert len({json.dumps(f["Properties"]["Code"]) for f in functions}) == 1  # live and backlog: one asset
+    function = functions[0]
     ((_, layer),) = synth.resources("AWS::Lambda::LayerVersion").items()
     (manifest,) = synth.outdir.glob("*.assets.json")
     files = json.loads(manifest.read_text())["files"]
@@ -88,12 +90,16 @@ def test_the_deployed_package_runs_one_invocation_with_only_what_lambda_provides
             "LOG_LEVEL": "WARNING",
         }
         paths = [str(code), str(layer / "python"), str(RUNTIME)]
-        out = subprocess.run(
-            [sys.executable, "-I", "-c", INVOKE.format(paths=paths), json.dumps(event)],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr[-3000:]
-        report = json.loads(out.stdout.strip().splitlines()[-1])
+
+        def invoke(module: str, event: dict[str, Any]) -> dict[str, Any]:
+            out = subprocess.run(
+                [sys.executable, "-I", "-c", INVOKE.format(paths=paths, module=module), json.dumps(event)],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr[-3000:]
+            return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+        report = invoke("handler", event)
 
         # Then the invocation stored its result, and nothing but the asset and the layer supplied our code
         assert report["result"]["records"][0]["outcome"] == "detected", report
@@ -104,6 +110,17 @@ def test_the_deployed_package_runs_one_invocation_with_only_what_lambda_provides
         assert origin["boto3"].startswith(str(RUNTIME)), origin
         stored = ResultsStore(pipeline.client("dynamodb"), pipeline.table).get(pipeline.bucket, "pkg.jpg")
         assert stored is not None and (stored.status, stored.version_id) == ("DETECTED", version)
+
+        # And the backlog entry point, from the same asset: Powertools' Batch Operations classes from the layer
+        s3.put_object(Bucket=pipeline.bucket, Key="old photo.jpg", Body=photo("astronaut.jpg"))
+        task = {"taskId": "t1", "s3Key": "old%20photo.jpg", "s3VersionId": None, "s3Bucket": pipeline.bucket}
+        job = {"invocationSchemaVersion": "2.0", "invocationId": "i1", "job": {"id": "j1"}, "tasks": [task]}
+        backlog = invoke("backlog", job)
+        assert backlog["leaked"] == [] and backlog["origin"]["aws_lambda_powertools"].startswith(str(layer))
+        (answer,) = backlog["result"]["results"]
+        assert (answer["taskId"], answer["resultCode"]) == ("t1", "Succeeded"), backlog
+        stored = ResultsStore(pipeline.client("dynamodb"), pipeline.table).get(pipeline.bucket, "old photo.jpg")
+        assert stored is not None and stored.status == "DETECTED"
     finally:
         pipeline.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import re
 import tempfile
@@ -39,6 +40,9 @@ pytestmark = pytest.mark.infra
 ACCOUNT = "123456789012"
 QUEUE = "dlq"  # tests.helpers.moto_aws names the DLQ so
 FUNCTION = "detect-faces-fn"
+BACKLOG_FUNCTION = "facepipe-backlog-fn"
+REPORTS = "facepipe-reports"  # the stack's log bucket: Batch Operations manifests and reports
+JOB_ROLE = f"arn:aws:iam::{ACCOUNT}:role/facepipe-BatchJobRole"
 STACK = "Facepipe"
 ARNS = {
     "AWS::S3::Bucket": f"arn:aws:s3:::{BUCKET}",
@@ -58,22 +62,48 @@ NEEDED_ELSEWHERE = {
 
 
 def detect_faces_function(synth: Synth) -> tuple[str, dict[str, Any]]:
-    # the function with the Powertools layer; CDK's notification handler has none
+    # the live function (the backlog function has its own handler; CDK's notification handler no layer)
     ((function_id, function),) = [
-        (k, r) for k, r in synth.resources("AWS::Lambda::Function").items() if "Layers" in r["Properties"]
-    ]
+        (k, r) for k, r in synth.resources("AWS::Lambda::Function").items()
+        if r["Properties"].get("Handler") == "detect_faces.handler.lambda_handler"
+    ]  # fmt: skip
     return function_id, function
 
 
-def function_role_policy(synth: Synth) -> dict[str, Any]:
-    """The role policy of the detect_faces function, its CloudFormation references resolved to the ARNs of the
-    moto resources the recorded calls used."""
-    _, function = detect_faces_function(synth)
-    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+def backlog_function(synth: Synth) -> tuple[str, dict[str, Any]]:
+    ((function_id, function),) = [
+        (k, r) for k, r in synth.resources("AWS::Lambda::Function").items()
+        if r["Properties"].get("Handler") == contract.BACKLOG_HANDLER
+    ]  # fmt: skip
+    return function_id, function
+
+
+def job_role_id(synth: Synth) -> str:
+    ((role_id, _),) = [
+        (k, r) for k, r in synth.resources("AWS::IAM::Role").items()
+        if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        == {"Service": "batchoperations.s3.amazonaws.com"}
+    ]  # fmt: skip
+    return role_id
+
+
+def reports_bucket_id(synth: Synth) -> str:
+    output = synth.raw["Outputs"][contract.OUTPUT_REPORTS_BUCKET]["Value"]
+    return str(output["Ref"])
+
+
+def role_policy(synth: Synth, role_id: str) -> dict[str, Any]:
     (policy,) = [
         p for p in synth.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
     ]
     return resolved(synth, policy["Properties"]["PolicyDocument"])
+
+
+def function_role_policy(synth: Synth, function: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The role policy of the detect_faces function (or another), its CloudFormation references resolved to the
+    ARNs of the moto resources the recorded calls used."""
+    _, found = function or detect_faces_function(synth)
+    return role_policy(synth, found["Properties"]["Role"]["Fn::GetAtt"][0])
 
 
 def operator_policy(synth: Synth) -> dict[str, Any]:
@@ -89,16 +119,20 @@ def resolved(synth: Synth, document: dict[str, Any]) -> dict[str, Any]:
     """A policy document with its references resolved to the ARNs of the moto resources the calls used."""
     by_id = {rid: ARNS.get(r["Type"]) for rid, r in synth.raw["Resources"].items()}
     by_id[detect_faces_function(synth)[0]] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+    by_id[backlog_function(synth)[0]] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BACKLOG_FUNCTION}"
+    by_id[job_role_id(synth)] = JOB_ROLE
     uploads = next(  # None when the stack attaches to existing buckets (their ARNs are literal)
         (rid for rid, r in synth.resources("AWS::S3::Bucket").items() if "VersioningConfiguration" in r["Properties"]),
         None,
     )
+    reports = reports_bucket_id(synth)
+    by_id[reports] = f"arn:aws:s3:::{REPORTS}"
 
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             logical_id, attribute = value["Fn::GetAtt"]
             assert attribute == "Arn" and by_id.get(logical_id), value
-            assert synth.raw["Resources"][logical_id]["Type"] != "AWS::S3::Bucket" or logical_id == uploads
+            assert synth.raw["Resources"][logical_id]["Type"] != "AWS::S3::Bucket" or logical_id in (uploads, reports)
             return by_id[logical_id]
         if isinstance(value, dict) and "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
@@ -140,6 +174,13 @@ def iam_needs(service: str, operation: str, params: dict[str, Any]) -> list[tupl
         return [(f"dynamodb:{operation}", table)]
     if service == "s3" and operation == "ListObjectVersions":
         return [("s3:ListBucketVersions", f"arn:aws:s3:::{params['Bucket']}")]
+    if service == "s3" and operation == "PutObject":
+        return [("s3:PutObject", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
+    if service == "s3control" and operation == "CreateJob":
+        # CreateJob has no resource type; passing the job role is authorised as iam:PassRole on it
+        return [("s3:CreateJob", "*"), ("iam:PassRole", params["RoleArn"])]
+    if service == "s3control":
+        return [(f"s3:{operation}", f"arn:aws:s3:{REGION}:{params['AccountId']}:job/{params['JobId']}")]
     if service == "s3":
         obj = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
         # HeadObject is authorised as GetObject; a version is read with GetObjectVersion
@@ -293,6 +334,18 @@ class RecordingSession:
     def client(self, service: str) -> Any:
         if service == "lambda":
             return self.lambda_
+        if service == "s3control" and service not in self.clients:  # moto has no Batch Operations: a Stubber
+            from botocore.stub import ANY, Stubber
+
+            client = self.recorder.watch(boto3.client("s3control", region_name=REGION))
+            stub = Stubber(client)
+            job = {"JobId": "job-1", "Status": "Complete", "Priority": 10, "ConfirmationRequired": False}
+            for _ in range(2):  # a generated-manifest job and a CSV-manifest job
+                stub.add_response("create_job", {"JobId": "job-1"})
+            stub.add_response("update_job_status", {"JobId": "job-1", "Status": "Ready"})
+            stub.add_response("describe_job", {"Job": job}, {"AccountId": ACCOUNT, "JobId": ANY})
+            stub.activate()
+            self.clients[service] = client
         if service not in self.clients:
             self.clients[service] = self.recorder.watch(boto3.client(service, region_name=REGION))
         return self.clients[service]
@@ -313,7 +366,9 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
     from facepipe.local.photos import photo
 
     outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: aws.queue_url,
-               contract.OUTPUT_FUNCTION: FUNCTION}  # fmt: skip
+               contract.OUTPUT_FUNCTION: FUNCTION, contract.OUTPUT_REPORTS_BUCKET: REPORTS,
+               contract.OUTPUT_BACKLOG_FUNCTION: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BACKLOG_FUNCTION}",
+               contract.OUTPUT_BATCH_JOB_ROLE: JOB_ROLE}  # fmt: skip
     template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
     boto3.client("cloudformation", region_name=REGION).create_stack(StackName=STACK, TemplateBody=json.dumps(template))
@@ -335,6 +390,16 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
     ops.list_failures(target)
     ops.redrive(target, limiter=ops.RateLimiter(1000, sleep=lambda s: None))
     ops.backfill(target, f"s3://{BUCKET}/", limiter=ops.RateLimiter(1000, sleep=lambda s: None))
+    # backfill --engine batch-operations: a generated manifest, a CSV manifest, --status JOB --confirm
+    from facepipe.local import aws as local_aws
+    from facepipe.ops import backlog
+
+    local_aws.create_bucket(aws.s3, REPORTS, REGION, versioned=False)
+    aws.put("archive/new.jpg", JPEG_BYTES)
+    backlog.submit(target, f"s3://{BUCKET}/archive/")
+    backlog.submit(target, f"s3://{BUCKET}/archive/", manifest="csv")
+    backlog.confirm(target, "job-1")
+    backlog.status(target, "job-1", watch=False, out=io.StringIO())
     return recorder.needs
 
 
@@ -345,7 +410,8 @@ def test_every_call_of_the_operator_commands_is_allowed_by_the_operator_policy(d
     actions = {a for a, _, _ in operator_calls}
     assert {"cloudformation:DescribeStacks", "dynamodb:Query", "dynamodb:GetItem", "s3:GetObjectVersion",
             "s3:ListBucketVersions", "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-            "sqs:GetQueueAttributes", "lambda:InvokeFunction"} <= actions  # fmt: skip
+            "sqs:GetQueueAttributes", "lambda:InvokeFunction", "s3:CreateJob", "iam:PassRole", "s3:PutObject",
+            "s3:DescribeJob", "s3:UpdateJobStatus"} <= actions  # fmt: skip
 
 
 def test_every_action_of_the_operator_policy_is_needed_by_a_command(default_synth: Synth, operator_calls) -> None:
@@ -381,3 +447,105 @@ def test_every_policy_in_the_template_passes_parliament(default_synth: Synth) ->
     statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}"}
     mismatch = {"Version": "2012-10-17", "Statement": [statement]}
     assert [f.issue for f in analyze_policy_string(json.dumps(mismatch)).findings] == ["RESOURCE_MISMATCH"]
+
+
+# ---- the backlog function's role and the Batch Operations job role ---------------------------------------------
+
+
+@pytest.fixture
+def backlog_calls(aws: Aws, rekognition: Rekognition) -> list[tuple[str, str, str]]:
+    """Batch Operations tasks through the backlog entry point, with recorded clients: each answer's path."""
+    from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+
+    from detect_faces import backlog
+    from tests.helpers import batch_operations_event, batch_task
+
+    recorder = Recorder()
+    processor = backlog.build_processor(
+        s3=recorder.watch(boto3.client("s3", region_name=REGION)),
+        rekognition=recorder.watch(rekognition.client),
+        dynamodb=recorder.watch(boto3.client("dynamodb", region_name=REGION)),
+        sqs=recorder.watch(boto3.client("sqs", region_name=REGION)),
+        settings=Settings(results_table=TABLE, failure_queue_url=aws.queue_url, detect_max_attempts=1),
+    )
+
+    def run(*tasks: dict[str, Any]) -> None:
+        backlog.handle(S3BatchOperationEvent(batch_operations_event(list(tasks))), processor, FakeContext())
+
+    v1 = aws.put("old/a.jpg", JPEG_BYTES)
+    rekognition.respond(detect_faces_response(1))
+    run(batch_task("old/a.jpg", v1))  # DETECTED, a version
+    run(batch_task("old/a.jpg", v1))  # already done: no DetectFaces
+    v2 = aws.put("old/a.jpg", JPEG_BYTES + b"2")  # a newer version S3 sent no event for (before the stack)
+    rekognition.respond(detect_faces_response(2))
+    run(batch_task("old/a.jpg", v2))  # the newer version, analysed over v1's result
+    aws.s3.put_object(Bucket=BUCKET, Key="old/b.jpg", Body=JPEG_BYTES)
+    rekognition.fail("ThrottlingException")
+    rekognition.fail("ThrottlingException")
+    run(batch_task("old/b.jpg"))  # TemporaryFailure (the backlog's two attempts), the claim released
+    rekognition.fail("InvalidParameterException")
+    run(batch_task("old/b.jpg"))  # REJECTED: PermanentFailure
+    run(batch_task("old/gone.jpg"))  # not there: FAILED, no DLQ
+    return recorder.needs
+
+
+def test_every_call_of_the_backlog_function_is_allowed_by_its_role(default_synth: Synth, backlog_calls) -> None:
+    document = function_role_policy(default_synth, backlog_function(default_synth))
+    denied = sorted({(a, r, call) for a, r, call in backlog_calls if not allowed(document, a, r)})
+    assert denied == []
+    assert {"s3:GetObject", "s3:GetObjectVersion", "rekognition:DetectFaces"} <= {a for a, _, _ in backlog_calls}
+    # and it needs no more: no SQS at all (a task's failure record is the job's report)
+    exempt = {k: v for k, v in NEEDED_ELSEWHERE.items() if not k.startswith("sqs:")}
+    exempt["dynamodb:DeleteItem"] = "a claim that finds chunks an interrupted attempt left deletes them (results.py)"
+    assert unneeded_actions(document, backlog_calls, exempt=exempt) == []
+    assert not any(a.startswith("sqs:") for st in document["Statement"] for a in as_list(st["Action"]))
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def job_needs(request: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What S3 Batch Operations does with the job role for a create_job request (S3 user guide, "Granting
+    permissions for Batch Operations"): invoke the function, read the manifest (or generate it, which puts an
+    inventory configuration on the source bucket), write the completion report."""
+    needs = [("lambda:InvokeFunction", request["Operation"]["LambdaInvoke"]["FunctionArn"], "LambdaInvoke")]
+    if "Manifest" in request:
+        location = request["Manifest"]["Location"]
+        read = "s3:GetObjectVersion" if location.get("ObjectVersionId") else "s3:GetObject"
+        needs.append((read, location["ObjectArn"], "read the manifest"))
+    else:
+        source = request["ManifestGenerator"]["S3JobManifestGenerator"]["SourceBucket"]
+        needs.append(("s3:PutInventoryConfiguration", source, "generate the manifest"))
+    report = request["Report"]
+    bucket = report["Bucket"].removeprefix("arn:aws:s3:::")
+    needs.append(("s3:PutObject", f"arn:aws:s3:::{bucket}/{report['Prefix']}/job-1/results/abc.csv", "the report"))
+    needs.append(("s3:PutObject", f"arn:aws:s3:::{bucket}/{report['Prefix']}/job-1/manifest.json", "the report"))
+    return needs
+
+
+def test_the_job_role_allows_exactly_what_the_jobs_the_cli_creates_need(default_synth: Synth, aws: Aws) -> None:
+    from facepipe.local import aws as local_aws
+    from facepipe.ops import batch_jobs
+
+    local_aws.create_bucket(aws.s3, REPORTS, REGION, versioned=False)  # as the stack makes it
+    aws.put("archive/new.jpg", JPEG_BYTES)
+    stack = batch_jobs.BacklogStack(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BACKLOG_FUNCTION}", JOB_ROLE, REPORTS)
+    generated = batch_jobs.create_job_request(batch_jobs.plan_job(stack, f"s3://{BUCKET}/archive/"))
+    location = batch_jobs.write_csv_manifest(
+        aws.s3, __import__("detect_faces.results", fromlist=["ResultsStore"]).ResultsStore(aws.dynamodb, TABLE),
+        BUCKET, "archive/", REPORTS,
+    )  # fmt: skip
+    csv_job = batch_jobs.create_job_request(batch_jobs.plan_job(stack, f"s3://{BUCKET}/archive/", manifest="csv"),
+                                            location)  # fmt: skip
+    needs = job_needs(generated) + job_needs(csv_job)
+    document = role_policy(default_synth, job_role_id(default_synth))
+    assert sorted({(a, r) for a, r, _ in needs if not allowed(document, a, r)}) == []
+    assert unneeded_actions(document, needs, exempt={}) == []
+    # not a wildcard: another bucket's reports, another function, or reading the reports are denied
+    assert not allowed(document, "s3:PutObject", f"arn:aws:s3:::{BUCKET}/facepipe-reports/x")
+    assert not allowed(document, "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}")
+    assert not allowed(document, "s3:GetObject", f"arn:aws:s3:::{REPORTS}/facepipe-reports/job-1/manifest.json")
+    trust = default_synth.raw["Resources"][job_role_id(default_synth)]["Properties"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"] == [{"Action": "sts:AssumeRole", "Effect": "Allow",
+                                   "Principal": {"Service": "batchoperations.s3.amazonaws.com"}}]  # fmt: skip

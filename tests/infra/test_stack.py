@@ -35,12 +35,20 @@ def detector_ids(s: Synth) -> tuple[str, str, str]:
     functions = {
         k: v
         for k, v in s.resources("AWS::Lambda::Function").items()
-        if v["Properties"].get("Handler", "").startswith("detect_faces")
+        if v["Properties"].get("Handler", "") == "detect_faces.handler.lambda_handler"
     }
-    ((fn_id, fn),) = functions.items()
+    ((fn_id, fn),) = functions.items()  # the live function
     role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     ((dlq_id, _),) = s.resources("AWS::SQS::Queue").items()
     return fn_id, role_id, dlq_id
+
+
+def backlog_ids(s: Synth) -> tuple[str, str]:
+    ((fn_id, fn),) = [
+        (k, v) for k, v in s.resources("AWS::Lambda::Function").items()
+        if v["Properties"].get("Handler") == contract.BACKLOG_HANDLER
+    ]  # fmt: skip
+    return fn_id, fn["Properties"]["Role"]["Fn::GetAtt"][0]
 
 
 # ---- the trigger ------------------------------------------------------------------------------
@@ -87,8 +95,12 @@ def test_function_runtime_environment_and_tracing(default_synth: Synth) -> None:
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Facepipe"
     log_group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert default_synth.raw["Resources"][log_group_id]["Properties"]["RetentionInDays"] == 30
-    ((layer_id, layer),) = default_synth.resources("AWS::Lambda::LayerVersion").items()
+    ((layer_id, layer),) = default_synth.resources("AWS::Lambda::LayerVersion").items()  # one, for both functions
     assert props["Layers"] == [{"Ref": layer_id}]
+    backlog = default_synth.raw["Resources"][backlog_ids(default_synth)[0]]["Properties"]
+    assert backlog["Layers"] == [{"Ref": layer_id}] and backlog["Code"] == props["Code"]  # same asset and layer
+    assert backlog["Environment"]["Variables"] == env  # same settings; it reads BACKLOG_DETECT_MAX_ATTEMPTS
+    assert backlog["LoggingConfig"]["LogGroup"] != props["LoggingConfig"]["LogGroup"]  # its own log group
     assert "3.37.0" in layer["Properties"]["Description"]
 
 
@@ -97,6 +109,8 @@ def test_context_overrides_reach_the_template(tuned_synth: Synth) -> None:
     props = tuned_synth.raw["Resources"][fn_id]["Properties"]
     assert props["ReservedConcurrentExecutions"] == 20
     assert props["Environment"]["Variables"]["FACE_ATTRIBUTES"] == "ALL"
+    backlog = tuned_synth.raw["Resources"][backlog_ids(tuned_synth)[0]]["Properties"]
+    assert backlog["ReservedConcurrentExecutions"] == 3  # facepipe:backlogConcurrency, its own reservation
     tuned_synth.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 1, "MaximumEventAgeInSeconds": 3600}
     )
@@ -213,9 +227,11 @@ def test_dead_letter_queue_is_encrypted_ssl_only_and_keeps_14_days(default_synth
 def test_alarms_watch_the_dlq_errors_throttles_and_dropped_events(default_synth: Synth) -> None:
     fn_id, _, dlq_id = detector_ids(default_synth)
     ((topic_id, _),) = default_synth.resources("AWS::SNS::Topic").items()
+    backlog_id = backlog_ids(default_synth)[0]
     alarms = {
         a["Properties"]["MetricName"]: a["Properties"]
         for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Dimensions") != [{"Name": "FunctionName", "Value": {"Ref": backlog_id}}]
     }
     assert set(alarms) == {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "AsyncEventsDropped"}
     assert alarms["ApproximateNumberOfMessagesVisible"]["Dimensions"] == [
@@ -228,6 +244,16 @@ def test_alarms_watch_the_dlq_errors_throttles_and_dropped_events(default_synth:
         assert alarm["Threshold"] == 1
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_the_backlog_function_has_its_own_errors_alarm(default_synth: Synth) -> None:
+    backlog_id = backlog_ids(default_synth)[0]
+    ((topic_id, _),) = default_synth.resources("AWS::SNS::Topic").items()
+    (alarm,) = [
+        a["Properties"] for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": backlog_id}}]
+    ]  # fmt: skip
+    assert alarm["MetricName"] == "Errors" and alarm["AlarmActions"] == [{"Ref": topic_id}]
 
 
 def test_dashboard_shows_the_pipeline(default_synth: Synth) -> None:
@@ -306,7 +332,7 @@ def test_context_errors_name_the_setting() -> None:
 
     for key, value in [("faceAttributes", "SOME"), ("reservedConcurrency", "many"), ("retryAttempts", 3),
                        ("removalPolicy", "maybe"), ("logRetentionDays", 31), ("alarmEmail", "ops"),
-                       ("detectFacesQuota", "lots"), ("detectFacesQuota", -5)]:  # fmt: skip
+                       ("detectFacesQuota", "lots"), ("detectFacesQuota", -5), ("backlogConcurrency", 0)]:  # fmt: skip
         app = cdk.App(context=cdk_json_context(**{key: value}))
         with pytest.raises(ContextError, match=key):
             FacepipeConfig.from_context(app)

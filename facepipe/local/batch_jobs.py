@@ -1,0 +1,281 @@
+"""A local S3 Batch Operations job (`backfill --engine batch-operations --local`): the tasks of a manifest fed
+to the backlog function with a LambdaInvoke operation, as Batch Operations does it.
+
+- each task is one synchronous invocation with a schema 2.0 event (one task per event: the bucket's name in
+  `s3Bucket`, the key URL-encoded in `s3Key`, the version or null in `s3VersionId`);
+- at most `concurrency` invocations run at once;
+- the function answers each task with `results[].resultCode`: Succeeded, TemporaryFailure (redriven before
+  the job completes) or PermanentFailure. A task missing from the results gets `treatMissingKeysAs`
+  (PermanentFailure by default). A function error (the handler raised) is retried like a TemporaryFailure;
+- a task still failing temporarily after `max_attempts` invocations fails with its last message;
+- the completion report is written as Batch Operations writes it (Report_CSV_20180820, all tasks):
+  `<prefix>/job-<id>/manifest.json` naming one CSV per task status under `<prefix>/job-<id>/results/`.
+  Its rows are as the S3 User Guide's examples show them: Bucket, Key (URL-encoded), VersionId, TaskStatus,
+  HTTP status code, error code, result message. (The manifest's ReportSchema names the fifth and sixth
+  columns the other way round, "ErrorCode, HTTPStatusCode"; the examples' rows, `failed,200,PermanentFailure,`,
+  show the status code first. Both are reproduced as S3 writes them.)
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from detect_faces.contract import REPORTS_PREFIX
+from facepipe.ops.backfill import has_result_for
+from facepipe.ops.batch_jobs import (
+    INVOCATION_SCHEMA_VERSION,
+    REPORT_FORMAT,
+    SummarySource,
+    manifest_key_for,
+    pending_objects,
+)
+
+from .runtime import LocalContext
+
+RESULT_CODES = ("Succeeded", "TemporaryFailure", "PermanentFailure")
+REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
+LAMBDA_HTTP_STATUS = "200"  # the invocation itself answered (even a function error is a 200 from Lambda)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """One manifest row."""
+
+    bucket: str
+    key: str  # as stored (not encoded)
+    version_id: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    task: LocalTask
+    task_id: str
+    status: str = "failed"  # succeeded | failed
+    error_code: str = ""  # "" | TemporaryFailure | PermanentFailure
+    result: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class LocalJobReport:
+    job_id: str
+    status: str = "Complete"
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    temporary_failures: int = 0  # TemporaryFailure answers and function errors, redriven or final
+    retries: int = 0  # invocations that redrove a task
+    invocations: int = 0
+    peak_concurrency: int = 0
+    report_bucket: str = ""
+    manifest_key: str = ""
+    report_keys: list[str] = field(default_factory=list)  # the results CSVs
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+
+    @property
+    def report_uri(self) -> str:
+        return f"s3://{self.report_bucket}/{self.manifest_key.rsplit('/', 1)[0]}/"
+
+
+def _opaque_id() -> str:
+    """Batch Operations' invocation and task ids are opaque base64 strings."""
+    return base64.b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def invocation_event(
+    job_id: str, task_id: str, task: LocalTask, user_arguments: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The event Batch Operations sends for one task with InvocationSchemaVersion 2.0 (S3 User Guide, "Invoke
+    AWS Lambda function"; Powertools' S3BatchOperationEvent reads the same fields). `job.userArguments` is
+    there only when the job has UserArguments (the API takes 1 to 10 of them, or none)."""
+    job: dict[str, Any] = {"id": job_id}
+    if user_arguments:
+        job["userArguments"] = dict(user_arguments)
+    return {
+        "invocationSchemaVersion": INVOCATION_SCHEMA_VERSION,
+        "invocationId": _opaque_id(),
+        "job": job,
+        "tasks": [
+            {
+                "taskId": task_id,
+                "s3Key": manifest_key_for(task.key),
+                "s3VersionId": task.version_id,
+                "s3Bucket": task.bucket,
+            }
+        ],
+    }
+
+
+def tasks_to_run(s3: Any, results: SummarySource, bucket: str, prefix: str) -> list[LocalTask]:
+    """The manifest a CSV-manifest job would get: current versions under the prefix without a result."""
+    return [
+        LocalTask(bucket, obj["Key"], obj.get("VersionId") if obj.get("VersionId") not in (None, "null") else None)
+        for summary, obj in pending_objects(s3, results, bucket, prefix)
+        if not has_result_for(summary, obj)
+    ]
+
+
+def _answer(response: Any, task_id: str) -> tuple[str, str]:
+    """(resultCode, resultString) for the task from the function's response."""
+    if not isinstance(response, dict) or not isinstance(response.get("results"), list):
+        return "PermanentFailure", f"Lambda returned an invalid response: {str(response)[:200]}"
+    missing = str(response.get("treatMissingKeysAs") or "PermanentFailure")
+    for result in response["results"]:
+        if isinstance(result, dict) and result.get("taskId") == task_id:
+            code = str(result.get("resultCode", missing))
+            text = "" if result.get("resultString") is None else str(result.get("resultString"))
+            if code not in RESULT_CODES:
+                return "PermanentFailure", f"unknown resultCode {code!r}: {text}"
+            return code, text
+    return (missing if missing in RESULT_CODES else "PermanentFailure"), f"task {task_id} missing from the results"
+
+
+def run_local_job(
+    handler: Handler,
+    tasks: Iterable[LocalTask],
+    *,
+    s3: Any,
+    reports_bucket: str,
+    job_id: str | None = None,
+    concurrency: int = 4,
+    max_attempts: int = 3,
+    retry_delay: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:facepipe-backlog",
+    timeout: float = 900.0,
+    user_arguments: dict[str, str] | None = None,
+    report_prefix: str = REPORTS_PREFIX,
+) -> LocalJobReport:
+    """Run the job to completion and write its completion report; the counts and the report's keys.
+
+    Tasks are invoked in rounds: every pending task once (at most `concurrency` at a time), then, after
+    `retry_delay` seconds, the tasks that failed temporarily, up to `max_attempts` invocations per task."""
+    if concurrency < 1 or max_attempts < 1:
+        raise ValueError("concurrency and max_attempts must be at least 1")
+    job_id = job_id or str(uuid.uuid4())
+    outcomes = [TaskOutcome(task=task, task_id=_opaque_id()) for task in tasks]
+    report = LocalJobReport(job_id=job_id, total=len(outcomes), report_bucket=reports_bucket)
+    lock = threading.Lock()
+    running = 0
+
+    def invoke(outcome: TaskOutcome) -> tuple[str, str]:
+        nonlocal running
+        event = invocation_event(job_id, outcome.task_id, outcome.task, user_arguments)
+        context = LocalContext(
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=function_arn,
+            deadline=time.monotonic() + timeout,
+            function_name=function_arn.rsplit(":", 1)[-1],
+        )
+        with lock:
+            running += 1
+            report.invocations += 1
+            report.peak_concurrency = max(report.peak_concurrency, running)
+        try:
+            return _answer(handler(event, context), outcome.task_id)
+        except Exception as exc:  # noqa: BLE001 - a function error: Batch Operations retries the task
+            body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
+            return "FunctionError", f"Lambda returned function error: {body}"
+        finally:
+            with lock:
+                running -= 1
+
+    pending = list(outcomes)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch-task") as pool:
+        while pending:
+            answers = list(pool.map(invoke, pending))
+            retry: list[TaskOutcome] = []
+            for outcome, (code, text) in zip(pending, answers, strict=True):
+                outcome.attempts += 1
+                outcome.result = text
+                if code == "Succeeded":
+                    outcome.status, outcome.error_code = "succeeded", ""
+                    continue
+                outcome.status = "failed"
+                if code == "PermanentFailure":
+                    outcome.error_code = "PermanentFailure"
+                    continue
+                report.temporary_failures += 1
+                # A function error that outlives its retries ends as the guide's example shows it: PermanentFailure
+                outcome.error_code = "TemporaryFailure" if code == "TemporaryFailure" else "PermanentFailure"
+                if outcome.attempts < max_attempts:
+                    retry.append(outcome)
+                    report.retries += 1
+            pending = retry
+            if pending:
+                sleep(retry_delay)
+
+    report.outcomes = outcomes
+    report.succeeded = sum(1 for o in outcomes if o.status == "succeeded")
+    report.failed = report.total - report.succeeded
+    _write_report(s3, report, report_prefix, now())
+    return report
+
+
+def _csv_bytes(outcomes: list[TaskOutcome]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    for o in outcomes:
+        writer.writerow(
+            [
+                o.task.bucket,
+                manifest_key_for(o.task.key),
+                o.task.version_id or "",
+                o.status,
+                LAMBDA_HTTP_STATUS,
+                o.error_code,
+                o.result,
+            ]
+        )
+    return text.getvalue().encode()
+
+
+def _write_report(s3: Any, report: LocalJobReport, prefix: str, created: datetime) -> None:
+    base = f"{prefix.rstrip('/')}/job-{report.job_id}" if prefix.strip("/") else f"job-{report.job_id}"
+    results = []
+    for status in ("succeeded", "failed"):
+        rows = [o for o in report.outcomes if o.status == status]
+        if not rows:
+            continue
+        body = _csv_bytes(rows)
+        name = hashlib.sha1(f"{report.job_id}/{status}".encode(), usedforsecurity=False).hexdigest()
+        key = f"{base}/results/{name}.csv"
+        s3.put_object(Bucket=report.report_bucket, Key=key, Body=body, ContentType="text/csv")
+        report.report_keys.append(key)
+        results.append(
+            {
+                "TaskExecutionStatus": status,
+                "Bucket": report.report_bucket,
+                "MD5Checksum": hashlib.md5(body, usedforsecurity=False).hexdigest(),
+                "Key": key,
+            }
+        )
+    manifest = {
+        "Format": REPORT_FORMAT,
+        "ReportCreationDate": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{created.microsecond // 1000:03d}Z",
+        "Results": results,
+        "ReportSchema": REPORT_SCHEMA,
+    }
+    report.manifest_key = f"{base}/manifest.json"
+    s3.put_object(
+        Bucket=report.report_bucket,
+        Key=report.manifest_key,
+        Body=json.dumps(manifest, indent=4).encode(),
+        ContentType="application/json",
+    )
