@@ -14,7 +14,7 @@ from constructs import Construct
 from detect_faces.contract import MANIFESTS_PREFIX, REPORTS_PREFIX
 
 from .config import FacepipeConfig
-from .function import BacklogFunction
+from .function import BACKLOG, PipelineFunction
 from .removal import private_bucket
 from .uploads import WatchedBuckets
 
@@ -47,8 +47,8 @@ class Backlog(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.reports = reports
-        self.function = BacklogFunction(
-            self, "Function", config=config, uploads=uploads, table=table, dlq=dlq, layer=layer
+        self.function = PipelineFunction(
+            self, "Function", entry=BACKLOG, config=config, uploads=uploads, table=table, dlq=dlq, layer=layer
         ).function
         # Exactly what a job needs (S3 user guide, "Granting permissions for Batch Operations"); every statement
         # is proven against the job's calls in tests/infra/test_permissions.py.

@@ -69,6 +69,8 @@ def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
 
 
 class PipelineFunction(Construct):
+    """One entry point (LIVE or BACKLOG) with its role, log group and reservation; `layer` shares one."""
+
     def __init__(
         self,
         scope: Construct,
@@ -80,7 +82,6 @@ class PipelineFunction(Construct):
         table: dynamodb.ITableV2,
         dlq: sqs.IQueue,
         layer: lambda_.ILayerVersion | None = None,
-        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.log_group = logs.LogGroup(
@@ -162,7 +163,8 @@ class PipelineFunction(Construct):
             role=self.role,
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.timeout_seconds),
-            reserved_concurrent_executions=reserved_concurrency,
+            # Each its own reservation: the live one sized to the DetectFaces quota, the backlog one to what is spare
+            reserved_concurrent_executions=config.function_concurrency if entry.live else config.backlog_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             description=entry.description,
@@ -194,54 +196,4 @@ class PipelineFunction(Construct):
         )
         uploads.acknowledge_object_wildcards(
             policy, "The function reads whichever object was uploaded: any key under a watched prefix."
-        )
-
-
-class DetectFacesFunction(PipelineFunction):
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: FacepipeConfig,
-        uploads: WatchedBuckets,
-        table: dynamodb.ITableV2,
-        dlq: sqs.IQueue,
-    ) -> None:
-        super().__init__(
-            scope,
-            id,
-            entry=LIVE,
-            config=config,
-            uploads=uploads,
-            table=table,
-            dlq=dlq,
-            reserved_concurrency=config.function_concurrency,
-        )
-
-
-class BacklogFunction(PipelineFunction):
-    """S3 Batch Operations invokes it synchronously, one task per invocation: no async config, no DLQ."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: FacepipeConfig,
-        uploads: WatchedBuckets,
-        table: dynamodb.ITableV2,
-        dlq: sqs.IQueue,
-        layer: lambda_.ILayerVersion,
-    ) -> None:
-        super().__init__(
-            scope,
-            id,
-            entry=BACKLOG,
-            config=config,
-            uploads=uploads,
-            table=table,
-            dlq=dlq,
-            layer=layer,
-            reserved_concurrency=config.backlog_concurrency,
         )

@@ -26,7 +26,7 @@ from .backlog import Backlog, reports_bucket
 from .config import FacepipeConfig
 from .dead_letter_queue import DeadLetterQueue
 from .delivery import EventDelivery
-from .function import DetectFacesFunction
+from .function import LIVE, PipelineFunction
 from .monitoring import Monitoring
 from .operators import OperatorPolicy
 from .results_table import ResultsTable
@@ -45,9 +45,10 @@ class FacepipeStack(Stack):
         )
         self.results = ResultsTable(self, "Results", config=self.config)
         self.failures = DeadLetterQueue(self, "DeadLetters", config=self.config)
-        self.detector = DetectFacesFunction(
+        self.detector = PipelineFunction(
             self,
             "Detector",
+            entry=LIVE,
             config=self.config,
             uploads=self.uploads,
             table=self.results.table,

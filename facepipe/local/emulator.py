@@ -91,6 +91,7 @@ class EmulatorStats:
     faces: int = 0
     # successful analyses per (bucket, key, version or None): more than one means work was done twice
     analysed: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
+    throttled_keys: Counter[str] = field(default_factory=Counter)  # throttled calls by object key
 
 
 class DetectFacesEmulator:
@@ -116,8 +117,10 @@ class DetectFacesEmulator:
         with self._stats_lock:
             self.stats.requests += 1
         if self.bucket is not None and not self.bucket.take():
+            name = str(((request.get("Image") or {}).get("S3Object") or {}).get("Name", ""))
             with self._stats_lock:
                 self.stats.throttled += 1
+                self.stats.throttled_keys[name] += 1
             raise RekognitionError("ThrottlingException", "Rate exceeded")
         if self.fault is not None and (injected := self.fault(request)) is not None:
             raise injected

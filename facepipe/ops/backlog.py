@@ -100,8 +100,8 @@ def run_locally(
     uri: str,
     *,
     concurrency: int = 4,
-    max_attempts: int = 3,
-    retry_delay: float = 1.0,
+    max_attempts: int = 10,  # Batch Operations redrives a TemporaryFailure "before the job completes"
+    retry_delay: float = 2.0,
     dry_run: bool = False,
     sleep: Callable[[float], None] | None = None,
 ) -> Any:

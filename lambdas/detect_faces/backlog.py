@@ -79,8 +79,6 @@ TEMPORARY_CODES = RETRY_CODES | frozenset(
     }
 )
 
-_processor: Processor | None = None
-
 
 def is_temporary(exc: BaseException) -> bool:
     """Whether a task that failed with `exc` may succeed when Batch Operations retries it later."""
@@ -200,17 +198,9 @@ def build_processor(*, settings: Settings | None = None, **overrides: Any) -> Pr
     return handler.build_processor(settings=(settings or Settings.from_env()).for_backlog(), **overrides)
 
 
-def get_processor() -> Processor:
-    global _processor
-    if _processor is None:
-        _processor = build_processor()  # cold start: settings validated here, with the bad variable named
-    return _processor
-
-
-def set_processor(processor: Processor | None) -> None:
-    """Inject a wired processor (tests, local runtime), or None to rebuild from the environment."""
-    global _processor
-    _processor = processor
+_slot = handler.ProcessorSlot(lambda: build_processor())
+get_processor = _slot.get
+set_processor = _slot.set
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -29,7 +29,22 @@ from .processor import Processor
 logger = Logger()
 metrics = Metrics()
 
-_processor: Processor | None = None
+
+class ProcessorSlot:
+    """An entry point's processor: built on first use from the environment (the cold start: settings are
+    validated there, with the bad variable named), or injected (tests, the local runtime); None rebuilds."""
+
+    def __init__(self, build: Callable[[], Processor]) -> None:
+        self._build = build
+        self._processor: Processor | None = None
+
+    def get(self) -> Processor:
+        if self._processor is None:
+            self._processor = self._build()
+        return self._processor
+
+    def set(self, processor: Processor | None) -> None:
+        self._processor = processor
 
 
 class LazyClient:
@@ -100,17 +115,9 @@ def build_processor(
     )
 
 
-def get_processor() -> Processor:
-    global _processor
-    if _processor is None:
-        _processor = build_processor()  # cold start: settings validated here, with the bad variable named
-    return _processor
-
-
-def set_processor(processor: Processor | None) -> None:
-    """Inject a wired processor (tests, local runtime), or None to rebuild from the environment."""
-    global _processor
-    _processor = processor
+_slot = ProcessorSlot(lambda: build_processor())
+get_processor = _slot.get
+set_processor = _slot.set  # inject a wired processor (tests, local runtime), or None to rebuild from the environment
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -50,6 +50,9 @@ class Settings:
     # The backlog function's DetectFaces attempts per task: a short retry at most, since S3 Batch Operations
     # retries a TemporaryFailure later and the backlog leaves the quota to live uploads (docs/DESIGN.md).
     backlog_detect_max_attempts: int = 2
+    # ... and the wait before that retry: longer than the live function's, so that when the quota is exhausted the
+    # backlog's calls thin out and live uploads take the tokens (bench/backlog.py measured it: docs/BENCHMARKS.md).
+    backlog_backoff_base_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,12 +85,19 @@ class Settings:
                     env, EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS, cls.backlog_detect_max_attempts, minimum=1, integer=True
                 )
             ),
+            backlog_backoff_base_seconds=_number(
+                env, EnvVar.BACKLOG_BACKOFF_BASE_SECONDS, cls.backlog_backoff_base_seconds, minimum=0
+            ),
         )
 
     def for_backlog(self) -> Settings:
         """The backlog function's settings (backlog.py): these, with DetectFaces attempts cut to
-        backlog_detect_max_attempts."""
-        return replace(self, detect_max_attempts=self.backlog_detect_max_attempts)
+        backlog_detect_max_attempts and the backoff window widened to backlog_backoff_base_seconds."""
+        return replace(
+            self,
+            detect_max_attempts=self.backlog_detect_max_attempts,
+            backoff_base_seconds=self.backlog_backoff_base_seconds,
+        )
 
     def to_env(self) -> dict[str, str]:
         """The environment that from_env reads back as these settings: the stack and local mode set it."""
@@ -100,4 +110,5 @@ class Settings:
             EnvVar.DETECT_BACKOFF_MAX_SECONDS: str(self.backoff_max_seconds),
             EnvVar.CLAIM_LEASE_SECONDS: str(self.claim_lease_seconds),
             EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS: str(self.backlog_detect_max_attempts),
+            EnvVar.BACKLOG_BACKOFF_BASE_SECONDS: str(self.backlog_backoff_base_seconds),
         }

@@ -572,6 +572,12 @@ def test_the_backlog_detect_faces_budget_is_its_own_setting() -> None:
     with pytest.raises(ConfigurationError, match="BACKLOG_DETECT_MAX_ATTEMPTS"):
         Settings.from_env({**env, EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS: "0"})
     assert backlog.build_processor(settings=live).settings.detect_max_attempts == 3
+    # and its backoff window: wider than the live function's, so a throttled backlog thins out its calls
+    assert (live.backoff_base_seconds, live.for_backlog().backoff_base_seconds) == (0.25, 1.0)
+    wider = Settings.from_env({**env, EnvVar.BACKLOG_BACKOFF_BASE_SECONDS: "2.5"})
+    assert wider.for_backlog().backoff_base_seconds == 2.5 and wider.backoff_base_seconds == 0.25
+    with pytest.raises(ConfigurationError, match="BACKLOG_BACKOFF_BASE_SECONDS"):
+        Settings.from_env({**env, EnvVar.BACKLOG_BACKOFF_BASE_SECONDS: "-1"})
 
 
 IMPORTS = """

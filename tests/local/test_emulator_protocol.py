@@ -98,5 +98,6 @@ def test_throttling_above_the_configured_tps(stack: LocalPipeline) -> None:
         request = {"Image": {"S3Object": {"Bucket": stack.bucket, "Name": "a.jpg"}}}
         rekognition.detect_faces(**request)
         assert code_of(lambda: rekognition.detect_faces(**request)) == "ThrottlingException"
+        assert (emulator.stats.throttled, emulator.stats.throttled_keys) == (1, {"a.jpg": 1})  # who was throttled
     finally:
         emulator.stop()
