@@ -13,6 +13,9 @@ RUNS = [
     ["warm_cost.py", "--records", "300"],
     ["pipeline.py", "--n", "200"],
     ["burst.py", "--n", "600", "--tps", "8", "--duration", "0.35", "--sweep"],
+    ["backlog.py", "--n", "10000", "--tps", "8", "--engines", "batch-operations"],  # ~40 min
+    ["backlog.py", "--n", "2000", "--tps", "8", "--engines", "local"],
+    ["backlog.py", "--n", "600", "--tps", "8", "--backlog-concurrency", "2", "3", "4", "--engines", "batch-operations"],
 ]
 
 if __name__ == "__main__":
