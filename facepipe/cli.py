@@ -297,10 +297,10 @@ def _backfill_status(target: Any, args: argparse.Namespace) -> int:
     from .ops import backlog
 
     if args.confirm:  # a job created without --confirm waits in Suspended until someone sets it Ready
-        backlog.confirm(target, args.status)
-        print(f"job {args.status} confirmed: it runs when S3 Batch Operations schedules it")
+        print(backlog.confirm(target, args.status))
     progress = backlog.status(target, args.status, watch=not args.once)
-    return 1 if progress.status in ("Failed", "Cancelled") else 0
+    # a script can tell: a job that failed, was cancelled, or completed with failed tasks is not a success
+    return 1 if progress.status in ("Failed", "Cancelled") or progress.failed else 0
 
 
 # ---- parser -----------------------------------------------------------------------------------------------

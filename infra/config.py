@@ -123,8 +123,10 @@ class FacepipeConfig:
                 f"context {PREFIX}keyPrefixes applies to existing buckets only; set {PREFIX}existingBuckets too"
             )
         for prefix in prefixes:
-            if prefix.startswith("/") or len(prefix.encode()) > 1024:
+            if prefix.startswith("/"):
                 raise ContextError(f"context {PREFIX}keyPrefixes: {prefix!r} must not start with '/' (S3 keys do not)")
+            if len(prefix.encode()) > 1024:
+                raise ContextError(f"context {PREFIX}keyPrefixes: {prefix[:40]!r}... is longer than an S3 key can be")
         pair = overlapping(prefixes)
         if pair:
             raise ContextError(

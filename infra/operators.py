@@ -7,7 +7,7 @@ proves every one allowed and every action needed.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Aws, Stack, Token, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -31,6 +31,7 @@ class OperatorPolicy(Construct):
         dlq: sqs.IQueue,
         function: lambda_.IFunction,
         backlog: Backlog,
+        kms_key_arns: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -49,6 +50,18 @@ class OperatorPolicy(Construct):
                 sid="ReadImages",  # show draws on the analysed version
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
                 resources=uploads.object_arns(),
+            ),
+            *(
+                [
+                    iam.PolicyStatement(
+                        sid="DecryptImages",  # show, on an SSE-KMS bucket (facepipe:kmsKeyArns)
+                        actions=["kms:Decrypt"],
+                        resources=list(kms_key_arns),
+                        conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                    )
+                ]
+                if kms_key_arns
+                else []
             ),
             iam.PolicyStatement(
                 sid="ListImages",  # backfill lists the current versions under a prefix

@@ -94,6 +94,7 @@ class FacepipeStack(Stack):
             dlq=self.failures.queue,
             function=self.detector.function,
             backlog=self.backlog,
+            kms_key_arns=self.config.kms_key_arns,
         )
         CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.buckets[0].bucket_name, description="Upload images here")
         CfnOutput(

@@ -4,10 +4,13 @@ this machine against the local stack (facepipe/local/batch_jobs.py). docs/OPERAT
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from detect_faces.contract import OUTPUT_BACKLOG_FUNCTION, OUTPUT_BATCH_JOB_ROLE, OUTPUT_REPORTS_BUCKET
@@ -28,6 +31,10 @@ def _where(target: Target, uri: str) -> tuple[str, str]:
 
 
 def backlog_of(target: Target) -> batch_jobs.BacklogStack:
+    if target.description.startswith("local stack") and not target.backlog_function_arn:
+        raise OpsError(
+            "the local stack runs a job in this command (--engine batch-operations --local): no job to follow"
+        )
     outputs = {
         OUTPUT_BACKLOG_FUNCTION: target.backlog_function_arn,
         OUTPUT_BATCH_JOB_ROLE: target.batch_job_role_arn,
@@ -68,6 +75,9 @@ def submit(
         )  # fmt: skip
         if location is None:
             return Submitted(request={}, job_id=None, nothing_to_do=True)
+        # the same command again within the minute writes another manifest: it is another job, not a retry
+        token = batch_jobs.request_token(plan.client_request_token, location.etag, now=datetime.now(UTC))
+        plan = dataclasses.replace(plan, client_request_token=token)
     request = batch_jobs.create_job_request(plan, location)
     if dry_run:
         return Submitted(request=request, job_id=None, manifest=location)
@@ -90,9 +100,34 @@ def status(
     )
 
 
-def confirm(target: Target, job_id: str) -> None:
+def confirm(
+    target: Target,
+    job_id: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 5.0,
+    timeout: float = 3600.0,
+    out: IO[str] | None = None,
+) -> str:
+    """Set a job Ready once it waits for confirmation. A job that was just created is New, then Preparing (S3
+    lists or reads the manifest first: minutes for millions of objects); it accepts Ready only once Suspended.
+    Returns what was done, in words."""
     backlog = backlog_of(target)
-    batch_jobs.confirm_job(target.client_for("s3control"), backlog.account_id, job_id)
+    s3control = target.client_for("s3control")
+    waited = 0.0
+    while True:
+        progress = batch_jobs.describe(s3control, backlog.account_id, job_id)
+        if progress.status == "Suspended" and progress.confirmation_required:
+            batch_jobs.confirm_job(s3control, backlog.account_id, job_id)
+            return f"job {job_id} confirmed: it runs when S3 Batch Operations schedules it"
+        if progress.status not in ("New", "Preparing"):
+            return f"job {job_id} is {progress.status}: nothing to confirm"
+        if waited >= timeout:
+            raise OpsError(f"job {job_id} is still {progress.status} after {timeout:.0f} s; confirm it later")
+        if waited == 0:
+            print(f"job {job_id} is {progress.status} (S3 prepares the manifest); waiting to confirm it", file=out)
+        sleep(interval)
+        waited += interval
 
 
 def run_locally(

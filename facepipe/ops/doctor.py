@@ -215,8 +215,10 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
             f"deploy in {location}: Rekognition reads S3 objects only in its own region",
         )  # fmt: skip
     notes = []
-    versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "unversioned").lower()
-    notes.append(versioning)
+    try:
+        notes.append(s3.get_bucket_versioning(Bucket=bucket).get("Status", "unversioned").lower())
+    except ClientError as exc:
+        return Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "these credentials must read the bucket's settings")
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError:
@@ -228,10 +230,11 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
             if not key or key.startswith("alias/aws/"):
                 notes.append("SSE-KMS with the AWS-managed key")
             elif not any(key == arn or arn.endswith(f"/{key}") for arn in plan.kms_key_arns):
+                arn = key if key.startswith("arn:") and ":key/" in key else f"<the ARN of key {key}>"
                 return Check(
                     name, FAIL, f"s3://{bucket} encrypts with KMS key {key}, which the function may not use",
-                    f"deploy with -c facepipe:kmsKeyArns='[\"{key}\"]' (the key ARN; its key policy must allow"
-                    " the account's IAM policies)",
+                    f"deploy with -c facepipe:kmsKeyArns='[\"{arn}\"]' (a key ARN, arn:aws:kms:REGION:ACCOUNT:key/ID,"
+                    " not an alias; its key policy must allow the account's IAM policies)",
                 )  # fmt: skip
             else:
                 notes.append("SSE-KMS, key granted")

@@ -13,6 +13,11 @@ from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import MAX_S3_OBJECT_BYTES, MIN_IMAGE_PIXELS, ObjectRef
 
 S3_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound", "InvalidObjectState"})
+# S3 answers a read of a missing key with 403, not 404, when the caller may not list the bucket; the function's
+# roles have no s3:ListBucket (it would let them list every key of a bucket they share), so a 403 on a key they
+# may read is, as far as they can tell, an object that is not there (or one they may not decrypt).
+S3_DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
+DENIED_NOTE = "the object is missing (S3 answers 403 for a missing key to a role without s3:ListBucket) or unreadable"
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SNIFF_BYTES = 32
@@ -38,6 +43,10 @@ class ObjectInspector:
             code = error_code(exc)
             if code in S3_MISSING_CODES:
                 raise ObjectUnreadable("InvalidS3ObjectException", f"S3 {code}: {error_message(exc)}") from exc
+            if code in S3_DENIED_CODES:
+                raise ObjectUnreadable(
+                    "InvalidS3ObjectException", f"S3 {code}: {DENIED_NOTE}: {error_message(exc)}"
+                ) from exc
             if code == "InvalidRange":  # a ranged GET of an empty object
                 raise ImageRejected("EmptyObject", "the object is 0 bytes") from exc
             raise
@@ -63,11 +72,11 @@ class ObjectInspector:
 
     def current(self, ref: ObjectRef) -> CurrentObject | None:
         """The object's current version as a HEAD of the key shows it, or None when the bucket has none (the
-        object was deleted, or never was there)."""
+        object was deleted, or never was there: a 404, or the 403 a role without s3:ListBucket gets)."""
         try:
             head = self._client.head_object(Bucket=ref.bucket, Key=ref.key)
         except ClientError as exc:
-            if error_code(exc) in S3_MISSING_CODES:
+            if error_code(exc) in S3_MISSING_CODES | S3_DENIED_CODES:
                 return None
             raise
         version = head.get("VersionId")

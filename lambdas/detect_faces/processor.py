@@ -145,7 +145,10 @@ class Processor:
                     changed = "the object was deleted"
                 else:
                     changed = None
-                    missing = ObjectUnreadable("InvalidS3ObjectException", "S3 404: the object is not in the bucket")
+                    missing = ObjectUnreadable(
+                        "InvalidS3ObjectException",
+                        "S3 has no such object (404, or 403 to a role without s3:ListBucket)",
+                    )
             if changed:
                 logger.info("backfill record skipped", reason=changed)
                 self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)

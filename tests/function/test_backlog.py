@@ -337,12 +337,23 @@ def test_a_missing_object_is_a_permanent_failure_recorded_failed_and_not_dead_le
     # Given a task naming an object the bucket never had (a wrong manifest), no removal of it recorded
     result = bo.task("nowhere.jpg", version)
 
-    expected = "FAILED InvalidS3ObjectException: S3 404: the object is not in the bucket"
+    expected = "FAILED InvalidS3ObjectException: S3 has no such object (404, or 403 to a role without s3:ListBucket)"
     assert code_and_text(result) == {"resultCode": "PermanentFailure", "resultString": expected}
     image = bo.stored("nowhere.jpg")
     assert image is not None and (image.status, image.reason) == ("FAILED", expected.removeprefix("FAILED "))
     assert bo.detect_calls == []
     assert bo.p.aws.dlq_messages() == []  # the job's completion report is the failure record
+
+
+def test_a_403_for_a_missing_key_is_what_aws_answers_the_role_and_ends_failed_too(bo: Backlog) -> None:
+    # In AWS the role has no s3:ListBucket, so a HEAD of a key that is not there answers 403, not 404 (moto 404s)
+    from tests.helpers import fail_calls
+
+    fail_calls(bo.p.aws.s3, "HeadObject", "403", {1})
+    result = bo.task("nowhere.jpg")
+
+    assert result["resultCode"] == "PermanentFailure" and "S3 has no such object" in result["resultString"]
+    assert status_of(bo, "nowhere.jpg") == "FAILED" and bo.detect_calls == []
 
 
 def test_an_object_rekognition_cannot_read_is_a_permanent_failure_recorded_failed(bo: Backlog) -> None:

@@ -217,6 +217,21 @@ def test_object_deleted_before_processing_goes_to_the_dlq_without_a_rekognition_
     assert pipeline.rekognition.calls == []
 
 
+def test_a_403_on_the_precheck_is_a_missing_or_unreadable_object_not_a_retry(pipeline: Pipeline) -> None:
+    # In AWS the role has no s3:ListBucket: a GET of a key deleted before processing answers 403 AccessDenied
+    from tests.helpers import fail_calls
+
+    record, _ = upload_event(pipeline, "gone-in-aws.jpg")
+    fail_calls(pipeline.aws.s3, "GetObject", "AccessDenied", {1})
+
+    pipeline.invoke(s3_event(record))  # no exception: Lambda does not retry what retrying cannot fix
+
+    (message,) = pipeline.aws.dlq_messages()
+    body = assert_failure_record(message, record, "InvalidS3ObjectException", pipeline.context)
+    assert "S3 AccessDenied: the object is missing" in body["responsePayload"]["errorMessage"]
+    assert stored(pipeline, "gone-in-aws.jpg").status == "FAILED" and pipeline.rekognition.calls == []
+
+
 def test_bucket_in_another_region_goes_to_the_dlq_with_a_clear_reason(pipeline: Pipeline) -> None:
     record, _ = upload_event(pipeline, "far.jpg", region="eu-west-1")
     pipeline.invoke(s3_event(record))

@@ -63,6 +63,7 @@ def test_the_role_reads_exactly_the_watched_prefixes(existing_synth: Synth) -> N
     assert not allowed(role, "s3:GetObject", "arn:aws:s3:::my-photos/private/a.jpg")
     assert not allowed(role, "s3:GetObject", "arn:aws:s3:::other-bucket/uploads/a.jpg")
     assert not any("kms:" in json.dumps(st) for st in role["Statement"])  # no key given, no KMS grant
+    assert not any("kms:" in json.dumps(st) for st in operator_policy(existing_synth)["Statement"])
     operators = operator_policy(existing_synth)
     assert allowed(operators, "s3:GetObject", "arn:aws:s3:::my-photos/uploads/a.jpg")
     assert not allowed(operators, "s3:GetObject", "arn:aws:s3:::my-photos/private/a.jpg")
@@ -105,6 +106,9 @@ def test_kms_decrypt_is_granted_for_the_given_keys_only_through_s3(eventbridge_s
     (decrypt,) = [st for st in role["Statement"] if st.get("Sid") == "DecryptUploads"]
     assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == KEY_ARN
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}
+    operators = operator_policy(eventbridge_synth)  # `show` reads those objects too
+    (decrypt_images,) = [st for st in operators["Statement"] if st.get("Sid") == "DecryptImages"]
+    assert decrypt_images["Resource"] == KEY_ARN and decrypt_images["Condition"] == decrypt["Condition"]
     (read,) = [st for st in role["Statement"] if st.get("Sid") == "ReadUploads"]
     assert sorted(read["Resource"]) == sorted(f"arn:aws:s3:::{b}/{p}*" for b in ("my-photos", "archive.example")
                                               for p in ("uploads/", "incoming/"))  # fmt: skip

@@ -340,8 +340,10 @@ class RecordingSession:
             client = self.recorder.watch(boto3.client("s3control", region_name=REGION))
             stub = Stubber(client)
             job = {"JobId": "job-1", "Status": "Complete", "Priority": 10, "ConfirmationRequired": False}
+            waiting = {**job, "Status": "Suspended", "ConfirmationRequired": True}
             for _ in range(2):  # a generated-manifest job and a CSV-manifest job
                 stub.add_response("create_job", {"JobId": "job-1"})
+            stub.add_response("describe_job", {"Job": waiting}, {"AccountId": ACCOUNT, "JobId": ANY})
             stub.add_response("update_job_status", {"JobId": "job-1", "Status": "Ready"})
             stub.add_response("describe_job", {"Job": job}, {"AccountId": ACCOUNT, "JobId": ANY})
             stub.activate()

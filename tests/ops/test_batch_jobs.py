@@ -680,18 +680,41 @@ def test_the_commands_dry_run_prints_the_request_and_creates_nothing(reports: Aw
 def test_status_confirms_a_waiting_job_and_follows_it(reports: Aws, s3control, capsys, monkeypatch) -> None:
     client, stub = s3control
     monkeypatch.setattr(ops, "stack_target", lambda name: stack_target(reports, client))
+    params = {"AccountId": ACCOUNT, "JobId": JOB_ID}
+    stub.add_response("describe_job", job("Suspended", confirmation_required=True), params)
     stub.add_response("update_job_status", {"JobId": JOB_ID, "Status": "Ready"},
-                      {"AccountId": ACCOUNT, "JobId": JOB_ID, "RequestedJobStatus": "Ready",
-                       "StatusUpdateReason": ANY_TOKEN})  # fmt: skip
-    stub.add_response("describe_job", job("Complete", total=3, succeeded=2, failed=1),
-                      {"AccountId": ACCOUNT, "JobId": JOB_ID})  # fmt: skip
+                      {**params, "RequestedJobStatus": "Ready", "StatusUpdateReason": ANY_TOKEN})  # fmt: skip
+    stub.add_response("describe_job", job("Complete", total=3, succeeded=3), params)
     assert main(["backfill", "--status", JOB_ID, "--confirm"]) == 0
     out = capsys.readouterr().out
     assert f"job {JOB_ID} confirmed" in out
-    assert "100.0%  3/3 tasks: 2 succeeded, 1 failed" in out
+    assert "100.0%  3/3 tasks: 3 succeeded, 0 failed" in out
     assert f"completion report: s3://{REPORTS}/facepipe-reports/job-{JOB_ID}/" in out
-    stub.add_response("describe_job", job("Failed", total=3, succeeded=0, failed=3))
-    assert main(["backfill", "--status", JOB_ID, "--once"]) == 1  # a failed job fails the command
+    # a script can tell a job that completed with failed tasks, or failed, from a success
+    stub.add_response("describe_job", job("Complete", total=3, succeeded=2, failed=1), params)
+    assert main(["backfill", "--status", JOB_ID, "--once"]) == 1
+    stub.add_response("describe_job", job("Failed", total=3, succeeded=0, failed=3), params)
+    assert main(["backfill", "--status", JOB_ID, "--once"]) == 1
+    stub.add_response("describe_job", job("Active", total=3, succeeded=1), params)
+    assert main(["backfill", "--status", JOB_ID, "--once"]) == 0  # still running: nothing wrong yet
+
+
+def test_confirm_waits_while_s3_prepares_the_manifest(reports: Aws, s3control) -> None:
+    client, stub = s3control
+    target = stack_target(reports, client)
+    for status in ("New", "Preparing"):  # update_job_status(Ready) is refused until the job is Suspended
+        stub.add_response("describe_job", job(status, confirmation_required=True))
+    stub.add_response("describe_job", job("Suspended", confirmation_required=True))
+    stub.add_response("update_job_status", {"JobId": JOB_ID, "Status": "Ready"})
+    slept: list[float] = []
+    said = backlog_ops.confirm(target, JOB_ID, sleep=slept.append, out=io.StringIO())
+    assert said.startswith(f"job {JOB_ID} confirmed") and slept == [5.0, 5.0]
+    stub.add_response("describe_job", job("Active", total=3))
+    assert backlog_ops.confirm(target, JOB_ID, sleep=slept.append) == f"job {JOB_ID} is Active: nothing to confirm"
+    for _ in range(3):
+        stub.add_response("describe_job", job("Preparing", confirmation_required=True))
+    with pytest.raises(OpsError, match="still Preparing after 10 s"):
+        backlog_ops.confirm(target, JOB_ID, sleep=lambda s: None, timeout=10.0)
 
 
 def test_a_stack_without_the_backlog_engine_is_told_to_redeploy(aws: Aws, s3control) -> None:
