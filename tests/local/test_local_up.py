@@ -56,3 +56,58 @@ def test_local_up_processes_uploads_from_any_client_and_stops_cleanly(tmp_path, 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert not state.exists()  # the state file goes with the stack
+
+
+def test_local_up_attaches_to_an_existing_bucket_over_eventbridge_and_detaches(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FACEPIPE_STATE_DIR", str(tmp_path))
+    env = {**os.environ, "FACEPIPE_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "facepipe", "local", "up", "--port", "0", "--existing-bucket", "their-photos",
+               "--notifications", "eventbridge"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = tmp_path / "local.json"
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "local up did not start"
+            time.sleep(0.2)
+        endpoints = json.loads(state.read_text())
+        assert endpoints["bucket"] == "their-photos" and endpoints["locations"] == ["s3://their-photos/uploads/"]
+        clients = {name: boto3.client(name, endpoint_url=endpoints["endpoint"], region_name="us-east-1",
+                                      aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                      aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+                   for name in ("s3", "sqs")}  # fmt: skip
+        clients["s3"].put_object(Bucket="their-photos", Key="uploads/grace.jpg", Body=photos.photo("grace_hopper.jpg"))
+        clients["s3"].put_object(Bucket="their-photos", Key="exports/day.csv", Body=b"a,b\n")
+
+        assert proc.stdout is not None
+        lines = []
+        while not any("uploads/grace.jpg" in line for line in lines):
+            assert time.monotonic() < deadline + 30, "".join(lines)
+            lines.append(proc.stdout.readline())
+        assert "detected" in lines[-1]
+        assert not any("exports/day.csv" in line for line in lines)  # outside the watched prefix
+        queue = clients["sqs"].get_queue_url(QueueName="other-consumer")["QueueUrl"]
+        bodies = [
+            json.loads(m["Body"])
+            for m in clients["sqs"]
+            .receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+            .get("Messages", [])
+        ]
+        keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
+        assert [k.replace("%2F", "/") for k in keys] == ["exports/day.csv"]  # the other consumer kept its events
+        assert main(["results", "--local", "s3://their-photos/uploads/"]) == 0
+        assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["uploads/grace.jpg", "DETECTED"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # detached, as cdk destroy would, then stopped
+
+
+def test_local_up_refuses_an_overlapping_attach_in_one_line_pointing_to_eventbridge(tmp_path) -> None:
+    env = {**os.environ, "FACEPIPE_STATE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "facepipe", "local", "up", "--port", "0", "--existing-bucket", "their-photos",
+               "--key-prefix", ""]  # every key: the other consumer's exports/ entry overlaps  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "Configuration is ambiguously defined" in done.stderr and "--notifications eventbridge" in done.stderr
+    assert not (tmp_path / "local.json").exists()
