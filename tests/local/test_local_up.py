@@ -21,22 +21,28 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_local_up_processes_uploads_from_any_client_and_stops_cleanly(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("FACEPIPE_STATE_DIR", str(tmp_path))
+def local_up(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[str], dict, float]:
+    """`local up` in its own process, as a user starts it: the process, the state it wrote, a deadline."""
     env = {**os.environ, "FACEPIPE_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "facepipe", "local", "up", "--port", "0"],
+        [sys.executable, "-m", "facepipe", "local", "up", "--port", "0", *options],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     state = tmp_path / "local.json"
-    try:
-        deadline = time.monotonic() + 60
-        while not state.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "local up did not start"
-            time.sleep(0.2)
-        endpoints = json.loads(state.read_text())
+    deadline = time.monotonic() + 60
+    while not state.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"local up did not start: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+    return proc, json.loads(state.read_text()), deadline
 
+
+def test_local_up_processes_uploads_from_any_client_and_stops_cleanly(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FACEPIPE_STATE_DIR", str(tmp_path))
+    proc, endpoints, deadline = local_up(tmp_path)
+    state = tmp_path / "local.json"
+    try:
         # Given an upload from a plain boto3 client, as any S3 tool would make it
         s3 = boto3.client("s3", endpoint_url=endpoints["endpoint"], region_name="us-east-1",
                           aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -60,18 +66,10 @@ def test_local_up_processes_uploads_from_any_client_and_stops_cleanly(tmp_path, 
 
 def test_local_up_attaches_to_an_existing_bucket_over_eventbridge_and_detaches(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("FACEPIPE_STATE_DIR", str(tmp_path))
-    env = {**os.environ, "FACEPIPE_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "facepipe", "local", "up", "--port", "0", "--existing-bucket", "their-photos",
-               "--notifications", "eventbridge"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    state = tmp_path / "local.json"
+    proc, endpoints, deadline = local_up(
+        tmp_path, "--existing-bucket", "their-photos", "--notifications", "eventbridge"
+    )
     try:
-        deadline = time.monotonic() + 60
-        while not state.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "local up did not start"
-            time.sleep(0.2)
-        endpoints = json.loads(state.read_text())
         assert endpoints["bucket"] == "their-photos" and endpoints["locations"] == ["s3://their-photos/uploads/"]
         clients = {name: boto3.client(name, endpoint_url=endpoints["endpoint"], region_name="us-east-1",
                                       aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
