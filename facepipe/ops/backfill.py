@@ -80,12 +80,7 @@ def backfill(
     start_after: str = "",
     progress: Callable[[int], None] = lambda n: None,
 ) -> BackfillReport:
-    ((bucket, prefix),) = target.where(uri if uri.startswith("s3://") else f"s3://{target.bucket}/{uri}")
-    if not target.readable(bucket, prefix):
-        raise OpsError(
-            f"the function reads only under {' '.join(f's3://{b}/{p}' for b, p in target.watched())} (its role is"
-            f" scoped to the watched prefixes), not all of s3://{bucket}/{prefix}"
-        )
+    bucket, prefix = target.backfill_location(uri)
     s3, lambda_ = target.client_for("s3"), target.client_for("lambda")
     store = target.results()
     region = s3.meta.region_name

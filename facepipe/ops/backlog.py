@@ -20,16 +20,6 @@ from .errors import OpsError
 from .targets import Target
 
 
-def _where(target: Target, uri: str) -> tuple[str, str]:
-    ((bucket, prefix),) = target.where(uri if uri.startswith("s3://") else f"s3://{target.bucket}/{uri}")
-    if not target.readable(bucket, prefix):
-        raise OpsError(
-            f"the backlog function reads only under {' '.join(f's3://{b}/{p}' for b, p in target.watched())}"
-            f" (its role is scoped to the watched prefixes), not all of s3://{bucket}/{prefix}"
-        )
-    return bucket, prefix
-
-
 def backlog_of(target: Target) -> batch_jobs.BacklogStack:
     if target.description.startswith("local stack") and not target.backlog_function_arn:
         raise OpsError(
@@ -62,7 +52,7 @@ def submit(
 ) -> Submitted:
     """Create the job (or, with dry_run, only say which): the backlog function over every current object under
     the prefix (a manifest S3 generates), or over those without a result (a CSV manifest written first)."""
-    bucket, prefix = _where(target, uri)
+    bucket, prefix = target.backfill_location(uri)
     backlog = backlog_of(target)
     plan = batch_jobs.plan_job(
         backlog, f"s3://{bucket}/{prefix}", priority=priority, confirm=confirm, manifest=manifest
@@ -149,7 +139,7 @@ def run_locally(
     from detect_faces.settings import Settings
     from facepipe.local import batch_jobs as local_jobs
 
-    bucket, prefix = _where(target, uri)
+    bucket, prefix = target.backfill_location(uri)
     if not target.reports_bucket:
         raise OpsError("this local stack has no reports bucket: restart it with `python -m facepipe local up`")
     s3 = target.client_for("s3")

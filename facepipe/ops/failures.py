@@ -161,11 +161,8 @@ def list_failures(target: Target, limit: int = 1000, where: str = "") -> list[Fa
     if not where:
         return failures
     places = target.where(where)
-    return [
-        f
-        for f in failures
-        if any(f.summary()["bucket"] == b and str(f.summary()["key"]).startswith(p) for b, p in places)
-    ]
+    summaries = [(f, f.summary()) for f in failures]  # one summary per failure, not one per place compared
+    return [f for f, x in summaries if any(x["bucket"] == b and str(x["key"]).startswith(p) for b, p in places)]
 
 
 def release(sqs: Any, url: str, failures: list[Failure]) -> None:

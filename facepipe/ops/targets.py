@@ -57,10 +57,16 @@ class Target:
             return [(bucket, prefix)]
         return [(bucket, arg) for bucket in dict.fromkeys(b for b, _ in self.watched())]
 
-    def readable(self, bucket: str, prefix: str) -> bool:
-        """Whether the function's role reads every key under s3://bucket/prefix (it is scoped to the watched
-        prefixes)."""
-        return any(b == bucket and prefix.startswith(p) for b, p in self.watched())
+    def backfill_location(self, uri: str) -> tuple[str, str]:
+        """(bucket, prefix) that `uri` (s3://bucket/prefix, or a key prefix of the stack's bucket) names, when
+        the functions' roles read every key under it (they are scoped to the watched prefixes); else OpsError."""
+        ((bucket, prefix),) = self.where(uri if uri.startswith("s3://") else f"s3://{self.bucket}/{uri}")
+        if not any(b == bucket and prefix.startswith(p) for b, p in self.watched()):
+            raise OpsError(
+                f"the function reads only under {' '.join(f's3://{b}/{p}' for b, p in self.watched())} (its role"
+                f" is scoped to the watched prefixes), not all of s3://{bucket}/{prefix}"
+            )
+        return bucket, prefix
 
 
 def stack_target(stack_name: str, session: Any = None) -> Target:
