@@ -3,7 +3,7 @@ manifests and completion reports go (`facepipe backfill --engine batch-operation
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -15,6 +15,7 @@ from detect_faces.contract import MANIFESTS_PREFIX, REPORTS_PREFIX
 
 from .config import FacepipeConfig
 from .function import BACKLOG, PipelineFunction
+from .nag import arn_of
 from .removal import private_bucket
 from .uploads import WatchedBuckets
 
@@ -82,11 +83,10 @@ class Backlog(Construct):
         ]:
             self.job_role.add_to_policy(statement)
         policy = self.job_role.node.find_child("DefaultPolicy")
-        logical_id = Stack.of(self).resolve(reports.node.default_child.logical_id)  # type: ignore[union-attr]
         Validations.of(policy).acknowledge(
             *[
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
+                    id=f"AwsSolutions-IAM5[Resource::{arn_of(reports)}/{prefix}*]",
                     reason="A job reads the manifests and writes the reports of its own prefix: any key under it.",
                 )
                 for prefix in (MANIFESTS_PREFIX, REPORTS_PREFIX)

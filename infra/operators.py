@@ -7,7 +7,7 @@ proves every one allowed and every action needed.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Aws, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,6 +17,7 @@ from constructs import Construct
 from detect_faces.contract import INDEX_BY_KEY, MANIFESTS_PREFIX
 
 from .backlog import Backlog
+from .nag import arn_of, pseudo
 from .uploads import WatchedBuckets
 
 
@@ -120,24 +121,18 @@ class OperatorPolicy(Construct):
         uploads.acknowledge_object_wildcards(
             self.policy, "show reads whichever image the operator names: any key under a watched prefix."
         )
-        reports_id = stack.resolve(backlog.reports.node.default_child.logical_id)  # type: ignore[union-attr]
         Validations.of(self.policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="s3:CreateJob has no resource type: it is granted on * (and the job role it may pass is one).",
             ),
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:{_nag(stack.partition, 'AWS::Partition')}:s3:"
-                f"{_nag(stack.region, 'AWS::Region')}:{_nag(stack.account, 'AWS::AccountId')}:job/*]",
+                id=f"AwsSolutions-IAM5[Resource::arn:{pseudo(stack.partition, 'AWS::Partition')}:s3:"
+                f"{pseudo(stack.region, 'AWS::Region')}:{pseudo(stack.account, 'AWS::AccountId')}:job/*]",
                 reason="Job ids are made by S3 when a job is created: any job of this account and region.",
             ),
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{reports_id}.Arn>/{MANIFESTS_PREFIX}*]",
+                id=f"AwsSolutions-IAM5[Resource::{arn_of(backlog.reports)}/{MANIFESTS_PREFIX}*]",
                 reason="The CLI writes each job's CSV manifest under the manifests prefix: any key under it.",
             ),
         )
-
-
-def _nag(value: str, pseudo: str) -> str:
-    """A value as cdk-nag names it in a finding: a pseudo parameter's reference, or the literal CDK wrote."""
-    return f"<{pseudo}>" if Token.is_unresolved(value) else value

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from .config import FacepipeConfig
+from .nag import arn_of, pseudo
 from .removal import private_bucket
 
 
@@ -64,8 +65,7 @@ class UploadsBucket(WatchedBuckets):
         self.prefixes = ("",)
 
     def nag_object_resources(self) -> list[str]:
-        logical_id = Stack.of(self).resolve(self.bucket.node.default_child.logical_id)  # type: ignore[union-attr]
-        return [f"<{logical_id}.Arn>/*"]
+        return [f"{arn_of(self.bucket)}/*"]
 
 
 class ExistingBuckets(WatchedBuckets):
@@ -79,7 +79,5 @@ class ExistingBuckets(WatchedBuckets):
         self.prefixes = config.watched_prefixes
 
     def nag_object_resources(self) -> list[str]:
-        # With a known region CDK writes the partition out ("aws"); env-agnostic, it stays a reference.
-        partition = Stack.of(self).partition
-        partition = "<AWS::Partition>" if Token.is_unresolved(partition) else partition
+        partition = pseudo(Stack.of(self).partition, "AWS::Partition")
         return [f"arn:{partition}:s3:::{name}/{p}*" for name in self.names for p in self.prefixes]
