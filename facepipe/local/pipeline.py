@@ -6,8 +6,9 @@
   DetectFaces emulator (CenterFace) ◄── AWS_ENDPOINT_URL_REKOGNITION ─────────┘─► DLQ
 
 The handler is the deployed one, built from the environment exactly as in Lambda. The bucket is subscribed the
-way the stack subscribes it (detect_faces.subscriptions), through CDK's own notification handler (attach.py):
-with `existing_bucket`, an unversioned bucket that another consumer already uses keeps that consumer's events.
+way the stack subscribes it (detect_faces.subscriptions); with `existing_bucket`, an unversioned bucket that
+another consumer already uses, through CDK's own notification handler (attach.py), which keeps that consumer's
+events.
 """
 
 from __future__ import annotations
@@ -211,6 +212,11 @@ class LocalPipeline:
                     {"Events": [e], "QueueArn": queue_arn, **key_filter} for e in NOTIFICATION_EVENTS
                 ]
             }
+        if not self.settings.existing_bucket:
+            # The bucket is the stack's own: CDK's handler manages its configuration whole (Managed: true) and
+            # just puts it, which needs no handler code (reading it from aws-cdk-lib costs a second at start-up)
+            s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration=configuration)
+            return
         self.attachment = BucketAttachment(
             s3, bucket=self.bucket, configuration=configuration, stack_id=aws.LOCAL_STACK_ID
         )
