@@ -35,6 +35,14 @@ REPORTS = "facepipe-reports-bucket"
 JOB_ID = "00e123a4-c0d8-41f4-a0eb-b46f9ba5b07c"
 NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
 ANY_TOKEN = ANY
+# The completion report every job asks for, as create_job takes it and describe_job gives it back
+REPORT = {
+    "Bucket": f"arn:aws:s3:::{REPORTS}",
+    "Prefix": "facepipe-reports",
+    "Format": "Report_CSV_20180820",
+    "Enabled": True,
+    "ReportScope": "AllTasks",
+}
 OUTPUTS = {
     contract.OUTPUT_BACKLOG_FUNCTION: FUNCTION_ARN,
     contract.OUTPUT_BATCH_JOB_ROLE: ROLE,
@@ -64,13 +72,7 @@ def expected_common(plan_: bj.JobPlan, confirmation_required: bool = True, prior
         "AccountId": ACCOUNT,
         "ConfirmationRequired": confirmation_required,
         "Operation": {"LambdaInvoke": {"FunctionArn": FUNCTION_ARN, "InvocationSchemaVersion": "2.0"}},
-        "Report": {
-            "Bucket": f"arn:aws:s3:::{REPORTS}",
-            "Prefix": "facepipe-reports",
-            "Format": "Report_CSV_20180820",
-            "Enabled": True,
-            "ReportScope": "AllTasks",
-        },
+        "Report": REPORT,
         "ClientRequestToken": plan_.client_request_token,
         "Priority": priority,
         "RoleArn": ROLE,
@@ -86,13 +88,7 @@ def job(status: str, *, total: int | None = None, succeeded: int = 0, failed: in
         "Priority": 10,
         "Description": f"facepipe backfill s3://{BUCKET}/photos/",
         "ConfirmationRequired": extra.pop("confirmation_required", False),
-        "Report": {
-            "Bucket": f"arn:aws:s3:::{REPORTS}",
-            "Prefix": "facepipe-reports",
-            "Format": "Report_CSV_20180820",
-            "Enabled": True,
-            "ReportScope": "AllTasks",
-        },
+        "Report": REPORT,
         **extra,
     }
     if total is not None:
