@@ -109,8 +109,11 @@ REDRIVE_FLAG = "facepipeRedrive"
 # Records `facepipe backfill` makes for objects that were in the bucket before the stack.
 BACKFILL_EVENT_NAME = "ObjectCreated:Backfill"
 BACKFILL_EVENT_SOURCE = "facepipe:backfill"
-# The lowest sequencer there is: any real event of the key outranks a backfill result.
+# The lowest sequencer there is: any real event of the key outranks a backfill record (whose claim keeps the
+# stored sequencer: docs/DESIGN.md, "Versions current again").
 BACKFILL_SEQUENCER = "0"
+# The record the function makes itself when a removal left an older version current (S3 sends no event for it).
+CURRENT_AGAIN_EVENT_NAME = "ObjectCreated:CurrentAgain"
 
 # ---- S3 Batch Operations (the backlog engine) -------------------------------------------------------------
 BACKLOG_HANDLER = "detect_faces.backlog.lambda_handler"

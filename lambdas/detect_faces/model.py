@@ -9,12 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER
+from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER, CURRENT_AGAIN_EVENT_NAME
 
 # Rekognition limits (https://docs.aws.amazon.com/rekognition/latest/dg/limits.html)
 MAX_S3_OBJECT_BYTES = 15 * 1024 * 1024
 MIN_IMAGE_PIXELS = 80
 SEQUENCER_WIDTH = 40
+# How many hex digits S3 notification records carry ("0055AED6DCD90281E5"); EventBridge may drop the leading zeros.
+NOTIFICATION_SEQUENCER_DIGITS = 18
+# S3's version id of an object written while the bucket was unversioned or versioning was suspended.
+NULL_VERSION = "null"
 # What each delivery calls the version id and the ETag of the object.
 NOTIFICATION = ("versionId", "eTag")
 EVENTBRIDGE = ("version-id", "etag")
@@ -41,18 +45,25 @@ class InvalidEventError(ValueError):
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
-def normalize_sequencer(sequencer: str | None) -> str:
+def normalize_sequencer(sequencer: str | None, *, eventbridge: bool = False) -> str:
     """An S3 sequencer in a form that orders events of one key by plain string comparison.
 
     The S3 user guide ("Event message structure"): "The sequencers can be of different lengths. To compare
     these values, first right pad the shorter value with zeros, and then do a lexicographical comparison."
     So: upper case, right-padded with zeros to SEQUENCER_WIDTH (a longer value loses only trailing zeros,
     which do not change its rank). Only hex digits are accepted; a missing sequencer is the lowest, "0".
+
+    EventBridge writes the same value in two forms: the notification's 18 digits ("00617F08299329D189"), or the
+    same number without its leading zeros ("617f08299329d189", the user guide's EventBridge example). With
+    `eventbridge`, a value shorter than NOTIFICATION_SEQUENCER_DIGITS gets its leading zeros back first, so both
+    forms of one moment are one event (docs/DESIGN.md, "The sequencer rule").
     """
     value = BACKFILL_SEQUENCER if sequencer is None else sequencer
     if not isinstance(value, str) or not _HEX.fullmatch(value) or not value.isascii():
         raise InvalidEventError(f"sequencer {sequencer!r} is not a hexadecimal string")
     value = value.upper()
+    if eventbridge and sequencer is not None:
+        value = value.rjust(NOTIFICATION_SEQUENCER_DIGITS, "0")
     if len(value) > SEQUENCER_WIDTH:
         value = value.rstrip("0")
     return value.ljust(SEQUENCER_WIDTH, "0")
@@ -108,6 +119,18 @@ class ObjectRef:
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    @property
+    def version_key(self) -> str | None:
+        """The version as the results table names it: None for no version and for S3's "null" version alike (an
+        object written before versioning, or while it was suspended, is listed as "null" and announced without
+        one), so the two spellings of one version always compare equal."""
+        return version_key(self.version_id)
+
+
+def version_key(version_id: str | None) -> str | None:
+    """A version id as the results table stores and compares it: None for absent, "" and "null"."""
+    return version_id if version_id and version_id != NULL_VERSION else None
+
 
 @dataclass(frozen=True)
 class ImageEvent:
@@ -120,6 +143,9 @@ class ImageEvent:
     size: int | None
     etag: str | None
     sequencer: str
+    # A HEAD showed this version to be the object's current one (docs/DESIGN.md, "Versions current again"): its
+    # claim may take an image whose stored sequencer is newer, and keeps that sequencer.
+    current_checked: bool = False
 
     @property
     def is_removal(self) -> bool:
@@ -140,6 +166,27 @@ class ImageEvent:
     @property
     def is_creation(self) -> bool:
         return self.event_name.startswith("ObjectCreated")
+
+    @property
+    def claims_as_current(self) -> bool:
+        """A record whose version was (or, for a backfill record, will be) checked current by a HEAD before its
+        claim: a backfill record, or an event that a HEAD showed to be about the current version again."""
+        return self.is_backfill or self.current_checked
+
+    def now_current(self, version_id: str | None, etag: str | None, size: int | None) -> ImageEvent:
+        """The record for the version a HEAD just showed current, after this event: this very create event (an
+        older event whose version is current again), or, after a removal that left an older version current,
+        that version under CURRENT_AGAIN_EVENT_NAME with the removal's sequencer and time."""
+        if self.is_creation:
+            return replace(self, current_checked=True)
+        return replace(
+            self,
+            ref=replace(self.ref, version_id=version_id),
+            event_name=CURRENT_AGAIN_EVENT_NAME,
+            etag=etag,
+            size=size,
+            current_checked=True,
+        )
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ImageEvent:
@@ -170,7 +217,7 @@ class ImageEvent:
             ref=ObjectRef(
                 bucket=_text(bucket, "bucket name"),
                 key=_text(key, "object key"),
-                version_id=version_id if version_id and version_id != "null" else None,
+                version_id=version_key(version_id),
             ),
             event_name=BACKFILL_EVENT_NAME,
             event_time="",
@@ -235,7 +282,7 @@ class ImageEvent:
             region=str(region or ""),
             size=_object_size(obj.get("size")),
             etag=str(etag) if etag else None,
-            sequencer=normalize_sequencer(obj.get("sequencer")),
+            sequencer=normalize_sequencer(obj.get("sequencer"), eventbridge=names == EVENTBRIDGE),
         )
 
 
@@ -247,6 +294,8 @@ class RecordResult:
     faces: int | None = None
     # The whole reason ("code: message") where `reason` is a code; for a backlog task's completion report.
     detail: str | None = None
+    # What a removal went on to do: the outcome of the version it left current (docs/DESIGN.md).
+    then: RecordResult | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"key": self.key, "outcome": self.outcome.value}
@@ -254,4 +303,6 @@ class RecordResult:
             data["reason"] = self.reason
         if self.faces is not None:
             data["faces"] = self.faces
+        if self.then is not None:
+            data["then"] = self.then.as_dict()
         return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
 from .objects import ObjectInspector, not_current
 from .rekognition import RekognitionFaces
-from .results import ResultsStore
+from .results import SCOPE_VERSION, Claim, ResultsStore
 from .retry import MetricsSink
 from .settings import Settings
 
@@ -129,7 +129,7 @@ class Processor:
             event_name=event.event_name,
         )
         if event.is_removal:
-            return self._remove(event)
+            return self._remove(event, payload, context, redrive)
         if not event.is_creation:
             logger.warning("event type not handled", event_name=event.event_name)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
@@ -159,7 +159,20 @@ class Processor:
                 logger.thread_safe_append_keys(version_id=event.ref.version_id)
 
         now = self.clock()
-        claim = self.results.claim(
+        claim = self._claim(event, now, context, redrive)
+        if not claim.acquired and _may_be_current_again(event, claim.previous):
+            # An older create meets a one-version tombstone: its version may be the current one again (a newer
+            # version or a delete marker was deleted for good). A HEAD decides; only then may it take the image.
+            current = self.inspector.current(event.ref)
+            if current is not None and not_current(event.ref, event.etag, current) is None:
+                event = event.now_current(event.ref.version_id, event.etag, event.size)
+                claim = self._claim(event, now, context, redrive)
+        if not claim.acquired:
+            return self._not_claimed(event, claim, now)
+        return self._claimed(event, payload, claim, context, redrive, missing)
+
+    def _claim(self, event: ImageEvent, now: datetime, context: InvocationContext, redrive: Any) -> Claim:
+        return self.results.claim(
             event,
             self.new_token(),
             now,
@@ -167,18 +180,28 @@ class Processor:
             redrive=bool(redrive),
             request_id=context.aws_request_id,
         )
-        if not claim.acquired:
-            stored = claim.previous
-            if _held_by_another_live_claim(event, stored, now):
-                raise ImageBusyError(
-                    f"{event.ref.uri}: the same event is being processed by another invocation"
-                    f" (claim lease until {stored.get('lease_expires')}); failing so that Lambda retries it"
-                )
-            reason = _skip_reason(event, stored)
-            logger.info("event skipped", reason=reason, stored_status=stored.get("status"))
-            self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
-            return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
 
+    def _not_claimed(self, event: ImageEvent, claim: Claim, now: datetime) -> RecordResult:
+        stored = claim.previous
+        if _held_by_another_live_claim(event, stored, now):
+            raise ImageBusyError(
+                f"{event.ref.uri}: the image is being processed by another invocation"
+                f" (claim lease until {stored.get('lease_expires')}); failing so that it is retried"
+            )
+        reason = _skip_reason(event, stored)
+        logger.info("event skipped", reason=reason, stored_status=stored.get("status"))
+        self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
+        return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
+
+    def _claimed(
+        self,
+        event: ImageEvent,
+        payload: dict[str, Any] | None,
+        claim: Claim,
+        context: InvocationContext,
+        redrive: Any,
+        missing: ObjectUnreadable | None = None,
+    ) -> RecordResult:
         try:
             return self._analyse(event, payload, claim, context, redrive, missing)
         except Exception as exc:
@@ -194,7 +217,7 @@ class Processor:
         self,
         event: ImageEvent,
         payload: dict[str, Any] | None,
-        claim: Any,
+        claim: Claim,
         context: InvocationContext,
         redrive: Any,
         missing: ObjectUnreadable | None = None,
@@ -299,31 +322,72 @@ class Processor:
         stored = self.results.summary(event.ref.bucket, event.ref.key) or {}
         if stored.get("status") == Status.DELETED:
             return True
-        return event.ref.version_id is not None and event.ref.version_id in (stored.get("removed_versions") or set())
+        version = event.ref.version_key
+        return version is not None and version in (stored.get("removed_versions") or set())
 
     def _superseded(self, event: ImageEvent) -> RecordResult:
         logger.info("result discarded: a newer event took the image while this one was processed")
         self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
         return RecordResult(event.ref.key, Outcome.SKIPPED, reason="superseded by a newer event")
 
-    def _remove(self, event: ImageEvent) -> RecordResult:
+    def _remove(
+        self, event: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any
+    ) -> RecordResult:
         if self.results.remove(event, self.clock(), self.settings.tombstone_ttl_seconds):
             logger.info("results deleted")
             self.metrics.add_metric(name=Metric.DELETED, unit=MetricUnit.Count, value=1)
-            return RecordResult(event.ref.key, Outcome.DELETED)
-        if event.removes_one_version:
-            reason = "removal of another version: the stored result is kept"
+            result = RecordResult(event.ref.key, Outcome.DELETED)
         else:
-            reason = "removal older than stored result"
-        logger.info("removal skipped", reason=reason)
-        self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
-        return RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
+            if event.removes_one_version:
+                reason = "removal of another version: the stored result is kept"
+            else:
+                reason = "removal older than stored result"
+            logger.info("removal skipped", reason=reason)
+            self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
+            result = RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
+        if event.removes_one_version:
+            then = self._current_again(event, payload, context, redrive)
+            if then is not None:
+                return replace(result, then=then)
+        return result
+
+    def _current_again(
+        self, removal: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any
+    ) -> RecordResult | None:
+        """After a version was deleted for good, the version S3 now shows current (an older one, after a rollback
+        or an undelete) gets its result: S3 sends no event for it (docs/DESIGN.md, "Versions current again").
+        One HEAD; nothing more when that version already has its result or the key has no current version."""
+        current = self.inspector.current(ObjectRef(removal.ref.bucket, removal.ref.key))
+        if current is None:
+            return None
+        event = removal.now_current(current.pinned_version, current.etag, current.size)
+        logger.thread_safe_append_keys(version_id=event.ref.version_id, event_name=event.event_name)
+        now = self.clock()
+        claim = self._claim(event, now, context, redrive)
+        if not claim.acquired:
+            if _held_by_another_live_claim(event, claim.previous, now):
+                self._not_claimed(event, claim, now)  # raises: the removal's retry comes back for this version
+            logger.info("current version already has its result", stored_status=claim.previous.get("status"))
+            return None
+        return self._claimed(event, payload, claim, context, redrive)
+
+
+def _may_be_current_again(event: ImageEvent, stored: dict[str, Any]) -> bool:
+    """A create that lost its claim to a one-version tombstone (a newer version, or a delete marker, deleted for
+    good) may be about the version that is current again; not when its own version was deleted for good."""
+    if event.claims_as_current or not event.is_creation:
+        return False
+    if stored.get("status") != Status.DELETED or stored.get("removed_scope") != SCOPE_VERSION:
+        return False
+    return event.ref.version_key is None or event.ref.version_key not in (stored.get("removed_versions") or set())
 
 
 def _held_by_another_live_claim(event: ImageEvent, stored: dict[str, Any], now: datetime) -> bool:
+    """The claim that blocked `event` is another invocation's, still live: of this very event, or, for a record
+    checked current (it takes any claim that was released or ran out), of any event of the key."""
     return (
         stored.get("status") == Status.PROCESSING
-        and str(stored.get("sequencer", "")) == event.sequencer
+        and (event.claims_as_current or str(stored.get("sequencer", "")) == event.sequencer)
         and int(stored.get("lease_expires") or 0) >= int(now.timestamp())
     )
 
@@ -331,12 +395,16 @@ def _held_by_another_live_claim(event: ImageEvent, stored: dict[str, Any], now: 
 def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
     stored_seq = str(stored.get("sequencer", ""))
     status = stored.get("status")
-    if event.ref.version_id and event.ref.version_id in (stored.get("removed_versions") or set()):
+    version = event.ref.version_key
+    if version and version in (stored.get("removed_versions") or set()):
         return "stale: this version was deleted"
-    if event.is_backfill:
+    if event.claims_as_current:
+        what = "backfill" if event.is_backfill else "current again"
         if status in (Status.DETECTED, Status.REJECTED):
-            return f"backfill: already {status} for this version"
-        return f"backfill: another event holds the image ({status})"
+            return f"{what}: already {status} for this version"
+        return f"{what}: another event holds the image ({status})"
+    if status == Status.DELETED and stored.get("removed_scope") == SCOPE_VERSION:
+        return "stale: this version is not the current one"
     if stored_seq > event.sequencer:
         return f"stale: a newer event is stored ({status})"
     if status == Status.PROCESSING:

@@ -38,7 +38,7 @@ from .errors import error_code
 from .faces import ENCODING as FACES_ENCODING
 from .faces import decode as decode_faces
 from .faces import encode as encode_faces
-from .model import ImageEvent, utc_iso
+from .model import NULL_VERSION, ImageEvent, utc_iso
 
 # One chunk's blob stays far below DynamoDB's 400 KB item limit.
 MAX_CHUNK_BYTES = 300_000
@@ -93,6 +93,13 @@ SCOPE_OBJECT = "object"
 _RESULT_FIELDS = ["reason", TTL_ATTRIBUTE, "face_count", "detected_at", "attributes", "face_chunks", "removed_scope"]
 
 
+@dataclass(frozen=True)
+class IfNotExists:
+    """A SET value written only when the attribute has none: `#a = if_not_exists(#a, :v)`."""
+
+    value: Any
+
+
 def _update_args(
     set_values: dict[str, Any],
     remove: list[str],
@@ -108,8 +115,12 @@ def _update_args(
             remove = [*remove, attr]
             continue
         names[f"#s{i}"] = attr
-        values[f":s{i}"] = value
-        sets.append(f"#s{i} = :s{i}")
+        if isinstance(value, IfNotExists):
+            values[f":s{i}"] = value.value
+            sets.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
+        else:
+            values[f":s{i}"] = value
+            sets.append(f"#s{i} = :s{i}")
     for i, attr in enumerate(dict.fromkeys(remove)):
         names[f"#r{i}"] = attr
         removes.append(f"#r{i}")
@@ -162,6 +173,7 @@ class Claim:
     acquired: bool
     token: str
     previous: dict[str, Any] = field(default_factory=dict)  # the META_SK item before the claim (or the blocker)
+    sequencer: str = ""  # the sequencer META_SK holds under this claim (it names the claim's face chunks)
 
 
 @dataclass
@@ -241,47 +253,52 @@ class ResultsStore:
         redrive: bool,
         request_id: str = "",
     ) -> Claim:
-        """Take the image for this event, unless a newer or identical event already owns or finished it.
+        """Take the image for this event, unless a newer or identical event already owns or finished it
+        (docs/DESIGN.md, "Claims"). Never when this version was deleted for good.
 
-        Succeeds when nothing is stored; the stored sequencer is older; the stored item is a tombstone of
-        another version; or it is this very event and the earlier attempt failed (RETRYING), died
-        (PROCESSING whose lease ran out, or whose claim this same request made: Lambda retries an async
-        invocation with its request id, and never while the attempt still runs), or it was dead-lettered
-        and this is a redrive. Never when this version was deleted for good.
-        A backfill record (sequencer 0) takes an image whose stored item is not a result for this very
-        version: nothing, a tombstone, a FAILED record, or another version's result (the caller has made
-        sure the version is the object's current one).
+        An event takes the image when nothing is stored; the stored sequencer is older; or it is this very event
+        and the earlier attempt failed (RETRYING), died (PROCESSING whose lease ran out, or whose claim this same
+        request made: Lambda retries an async invocation with its request id, and never while the attempt still
+        runs), or it was dead-lettered and this is a redrive.
+
+        A record whose version a HEAD showed current (`claims_as_current`: a backfill record, an older event whose
+        version is current again, the version a removal left current) takes an image whose stored item is not a
+        result for this very version and not a live claim: nothing, a tombstone, a failure, a released or expired
+        claim, or another version's result. Its claim keeps the stored sequencer: the sequencer never goes down,
+        so an older event can never take over through it.
         """
         epoch = int(now.timestamp())
+        vid = event.ref.version_key
         same_event = (
             "(#seq = :seq AND #status = :retrying)"
             " OR (#seq = :seq AND #status = :processing AND (#lease < :now OR #rid = :rid))"
             " OR (#seq = :seq AND #status = :failed AND :redrive = :true)"
         )
-        if event.is_backfill:
-            same_object = "#vid = :vid" if event.ref.version_id else "#etag = :etag"
+        sequencer: Any = event.sequencer
+        if event.claims_as_current:
+            same_object = "#vid = :vid" if vid else "#etag = :etag"
             taken = (
-                "attribute_not_exists(#pk) OR #status = :deleted OR #status = :failed"
-                f" OR (#status IN (:detected, :rejected) AND NOT ({same_object})) OR {same_event}"
+                "attribute_not_exists(#pk) OR #status IN (:deleted, :failed, :retrying)"
+                " OR (#status = :processing AND (#lease < :now OR #rid = :rid))"
+                f" OR (#status IN (:detected, :rejected) AND NOT ({same_object}))"
             )
+            sequencer = IfNotExists(event.sequencer)
         else:
-            taken = (
-                f"attribute_not_exists(#pk) OR #seq < :seq OR (#status = :deleted AND #scope = :vscope) OR {same_event}"
-            )
+            taken = f"attribute_not_exists(#pk) OR #seq < :seq OR {same_event}"
         condition = taken
-        if event.ref.version_id:
+        if vid:
             condition = f"(attribute_not_exists(#removed) OR NOT contains(#removed, :vid)) AND ({taken})"
         args = _update_args(
             {
                 "status": Status.PROCESSING.value,
-                "sequencer": event.sequencer,
+                "sequencer": sequencer,
                 "claim_token": token,
                 "claim_request_id": request_id or token,
                 "lease_expires": epoch + lease_seconds,
                 INDEX_PARTITION_KEY: event.ref.bucket,  # the by-key index lists summary items by bucket and key
                 INDEX_SORT_KEY: event.ref.key,
                 "event_time": event.event_time,
-                "version_id": event.ref.version_id,
+                "version_id": vid,
                 "etag": event.etag,
                 "size_bytes": event.size,
             },
@@ -295,8 +312,7 @@ class ResultsStore:
                 ":deleted": Status.DELETED.value,
                 ":detected": Status.DETECTED.value,
                 ":rejected": Status.REJECTED.value,
-                ":vscope": SCOPE_VERSION,
-                ":vid": event.ref.version_id,
+                ":vid": vid,
                 ":etag": event.etag or "",
                 ":now": epoch,
                 ":rid": request_id or token,
@@ -308,20 +324,23 @@ class ResultsStore:
         previous = self._update_meta(event, args, blocker=blocker)
         if previous is None:
             return Claim(acquired=False, token=token, previous=blocker)
-        return Claim(acquired=True, token=token, previous=previous)
+        held = str(previous.get("sequencer") or "") if event.claims_as_current else ""
+        return Claim(acquired=True, token=token, previous=previous, sequencer=held or event.sequencer)
 
     # ---- final states (each conditional on still holding the claim) ---------------------------
     def store_detected(
         self, event: ImageEvent, claim: Claim, faces: list[dict[str, Any]], attributes: str, now: datetime
     ) -> bool:
         chunks = chunk_faces(faces)
-        for index, blob in enumerate(chunks):
-            key = self._key(event, f"{FACES_SK_PREFIX}{event.sequencer}#{index:04d}")
+        sequencer = claim.sequencer or event.sequencer
+        written = _chunk_keys(sequencer, len(chunks))
+        for sk, blob in zip(written, chunks, strict=True):
+            key = self._key(event, sk)
             self._client.put_item(
                 TableName=self._table,
                 Item={
                     **key,
-                    "sequencer": {"S": event.sequencer},
+                    "sequencer": {"S": sequencer},
                     "encoding": {"S": FACES_ENCODING},
                     FACES_BLOB: {"B": blob},
                 },
@@ -339,9 +358,9 @@ class ResultsStore:
             },
         )
         if not committed:  # a newer event took the image meanwhile: our chunks are garbage
-            self._delete_chunk_keys(event, event.sequencer, len(chunks))
+            self._delete_chunk_keys(event, sequencer, len(chunks))
             return False
-        self._clean_after(event, claim.previous, keep_sequencer=event.sequencer)
+        self._clean_after(event, claim.previous, keep=frozenset(written))
         return True
 
     def store_rejected(self, event: ImageEvent, claim: Claim, reason: str, now: datetime) -> bool:
@@ -359,7 +378,7 @@ class ResultsStore:
             event, claim, status, reason=reason, extra={"face_count": 0, "detected_at": utc_iso(now), "face_chunks": 0}
         )
         if committed:
-            self._clean_after(event, claim.previous, keep_sequencer=None)
+            self._clean_after(event, claim.previous)
         return committed
 
     def _finish(
@@ -380,13 +399,16 @@ class ResultsStore:
         The tombstone stops a late ObjectCreated event from resurrecting results. Its reach depends on what
         was removed (docs/DESIGN.md, "Ordering"):
         - the object (a delete marker, or a delete in an unversioned bucket): every older event of the key;
-          it also replaces a one-version tombstone, whatever the order;
+          it also widens a one-version tombstone to the object, whatever the order (keeping the newer
+          sequencer); a marker that was itself deleted for good (in `removed_versions`) removes nothing;
         - one version, deleted for good: only that version. The version id joins `removed_versions`, which
           no claim clears, so that version's late events never claim the image; the stored result is
           replaced by the tombstone only when it is that version's, and other versions' events still win.
-        Returns True when the stored result was replaced by the tombstone.
+          No version id and S3's "null" are one version; "null" never joins `removed_versions` (S3 reuses it).
+        The stored sequencer never goes down. Returns True when the stored result was replaced by the tombstone.
         """
         one_version = event.removes_one_version
+        vid = event.ref.version_key
         tombstone = {
             "status": Status.DELETED.value,
             "sequencer": event.sequencer,
@@ -397,31 +419,40 @@ class ResultsStore:
             INDEX_PARTITION_KEY: event.ref.bucket,
             INDEX_SORT_KEY: event.ref.key,
             "event_time": event.event_time,
-            "version_id": event.ref.version_id,
+            "version_id": vid,
             "face_count": 0,
             "face_chunks": 0,
         }
         cleared = ["claim_token", "claim_request_id", "lease_expires", "attributes", "etag", "size_bytes"]
-        values: dict[str, Any] = {":seq": event.sequencer, ":vid": event.ref.version_id}
+        values: dict[str, Any] = {":seq": event.sequencer, ":vid": vid, ":null": NULL_VERSION}
+        # A version id that joins removed_versions: a real one (S3 reuses "null" for every unversioned write).
+        forget: dict[str, Any] | None = {"removed_versions": {vid}} if vid else None
+        not_removed = "(attribute_not_exists(#removed) OR NOT contains(#removed, :vid))" if vid else ""
         if one_version:
-            condition = "attribute_not_exists(#pk) OR (#vid = :vid AND #seq < :seq)"
-            add: dict[str, Any] | None = {"removed_versions": {event.ref.version_id}}
+            # The stored item is this version's (no version id and "null" are one version).
+            this_version = "#vid = :vid" if vid else "(attribute_not_exists(#vid) OR #vid = :null)"
+            attempts = [(tombstone, f"attribute_not_exists(#pk) OR ({this_version} AND #seq < :seq)")]
         else:
-            condition = "attribute_not_exists(#pk) OR #seq < :seq OR (#status = :deleted AND #scope = :vscope)"
+            # A delete marker that was itself deleted for good (its version id is in removed_versions) removes
+            # nothing any more: its late event must not wipe the version it uncovered.
+            guard = f"{not_removed} AND " if not_removed else ""
             values.update({":deleted": Status.DELETED.value, ":vscope": SCOPE_VERSION})
-            add = None
-        for _ in range(2):
-            previous = self._update_meta(event, _update_args(tombstone, cleared, condition, values, add=add))
+            attempts = [
+                (tombstone, f"{guard}(attribute_not_exists(#pk) OR #seq < :seq)"),
+                # An older marker still widens a one-version tombstone to the object, keeping the newer sequencer.
+                (
+                    {k: v for k, v in tombstone.items() if k != "sequencer"},
+                    f"{guard}#status = :deleted AND #scope = :vscope",
+                ),
+            ]
+        for fields, condition in attempts:
+            previous = self._update_meta(event, _update_args(fields, cleared, condition, values, add=forget))
             if previous is not None:
-                self._clean_after(event, previous, keep_sequencer=None)
+                self._clean_after(event, previous)
                 return True
-            if not one_version:
-                return False
+        if one_version and forget:
             # The stored item belongs to another version: keep it, and remember that this version is gone.
-            note = _update_args({}, [], "attribute_exists(#pk)", {}, add={"removed_versions": {event.ref.version_id}})
-            noted = self._update_meta(event, note)
-            if noted is not None:
-                return False
+            self._update_meta(event, _update_args({}, [], "attribute_exists(#pk)", {}, add=forget))
         return False
 
     # ---- malformed records ------------------------------------------------------------------------
@@ -474,8 +505,10 @@ class ResultsStore:
             raise
         return decode_item(response.get("Attributes", {}))
 
-    def _clean_after(self, event: ImageEvent, previous: dict[str, Any], keep_sequencer: str | None) -> None:
-        """Delete face chunks that are no longer current, knowing them from META_SK as it was before.
+    def _clean_after(self, event: ImageEvent, previous: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
+        """Delete face chunks that are no longer current, knowing them from META_SK as it was before; `keep` are
+        the sort keys of the chunks the new result just wrote (a claim that kept the stored sequencer writes
+        under the same keys as the result it replaces).
 
         A committed older result names its chunks (sequencer and count): delete those by key, no read.
         After an interrupted writer (PROCESSING or RETRYING before us) chunks may exist that META_SK never
@@ -484,33 +517,34 @@ class ResultsStore:
         if not previous:
             return
         if previous.get("status") in (Status.PROCESSING.value, Status.RETRYING.value):
-            self._delete_chunks(event, keep_sequencer=keep_sequencer)
+            self._delete_chunks(event, keep)
             return
         sequencer = str(previous.get("sequencer", ""))
-        if sequencer and sequencer != keep_sequencer:
-            self._delete_chunk_keys(event, sequencer, int(previous.get("face_chunks") or 0))
+        if sequencer:
+            self._delete_chunk_keys(event, sequencer, int(previous.get("face_chunks") or 0), keep)
 
-    def _delete_chunk_keys(self, event: ImageEvent, sequencer: str, count: int) -> None:
-        for index in range(count):
-            self._client.delete_item(
-                TableName=self._table, Key=self._key(event, f"{FACES_SK_PREFIX}{sequencer}#{index:04d}")
-            )
+    def _delete_chunk_keys(
+        self, event: ImageEvent, sequencer: str, count: int, keep: frozenset[str] = frozenset()
+    ) -> None:
+        for sk in _chunk_keys(sequencer, count):
+            if sk not in keep:
+                self._client.delete_item(TableName=self._table, Key=self._key(event, sk))
 
-    def _delete_chunks(self, event: ImageEvent, keep_sequencer: str | None) -> None:
+    def _delete_chunks(self, event: ImageEvent, keep: frozenset[str]) -> None:
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY, "#seq": "sequencer"},
+            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
             ExpressionAttributeValues={
                 ":pk": {"S": image_pk(event.ref.bucket, event.ref.key)},
                 ":prefix": {"S": FACES_SK_PREFIX},
             },
-            ProjectionExpression="#pk, #sk, #seq",
+            ProjectionExpression="#pk, #sk",
             ConsistentRead=True,
         )
         for page in pages:
             for item in page.get("Items", []):
-                if keep_sequencer is not None and item.get("sequencer", {}).get("S") == keep_sequencer:
+                if item[TABLE_SORT_KEY]["S"] in keep:
                     continue
                 key = {TABLE_PARTITION_KEY: item[TABLE_PARTITION_KEY], TABLE_SORT_KEY: item[TABLE_SORT_KEY]}
                 self._client.delete_item(TableName=self._table, Key=key)
@@ -522,12 +556,17 @@ class ResultsStore:
         return _ser(self._key_values(event, sk))
 
 
+def _chunk_keys(sequencer: str, count: int) -> list[str]:
+    """The sort keys of a result's face chunks: FACES#<sequencer>#0000, #0001, ..."""
+    return [f"{FACES_SK_PREFIX}{sequencer}#{index:04d}" for index in range(count)]
+
+
 def assemble(items: list[dict[str, Any]]) -> ImageResult | None:
     meta = next((i for i in items if i.get(TABLE_SORT_KEY) == META_SK), None)
     if meta is None:
         return None
     sequencer = str(meta.get("sequencer", ""))
-    current = {f"{FACES_SK_PREFIX}{sequencer}#{n:04d}" for n in range(int(meta.get("face_chunks") or 0))}
+    current = set(_chunk_keys(sequencer, int(meta.get("face_chunks") or 0)))
     chunks = sorted((i for i in items if i.get(TABLE_SORT_KEY) in current), key=lambda i: i[TABLE_SORT_KEY])
     faces = [face for chunk in chunks for face in chunk_faces_of(chunk)]
     size = meta.get("size_bytes")

@@ -454,6 +454,36 @@ def test_another_invocations_live_claim_is_a_temporary_failure_until_its_lease_e
     assert code_and_text(bo.task("held.jpg", version)) == succeeded("DETECTED 1 face")
 
 
+@pytest.mark.parametrize("left", ["RETRYING", "PROCESSING"])
+def test_a_task_is_succeeded_only_when_the_current_version_has_an_outcome(bo: Backlog, left: str) -> None:
+    # Given a live event that gave up on the object: its attempt failed (RETRYING, the failure record in the DLQ
+    # after Lambda's retries) or died inside DetectFaces (PROCESSING)
+    version = bo.p.aws.put("gave-up.jpg", JPEG_BYTES)
+    record = s3_record(BUCKET, "gave-up.jpg", size=len(JPEG_BYTES), version_id=version)
+    if left == "RETRYING":
+        for _ in range(10):
+            bo.p.rekognition.fail("ThrottlingException")
+        with pytest.raises(Exception, match="Throttling"):
+            bo.p.invoke(s3_event(record))
+    else:
+        fail_calls(bo.p.rekognition.client, "DetectFaces", SandboxKilled(), {1})
+        with pytest.raises(SandboxKilled):
+            bo.p.invoke(s3_event(record))
+    assert status_of(bo, "gave-up.jpg") == left
+
+    # When a backlog task names the object: a live claim is a TemporaryFailure, never "Succeeded"
+    if left == "PROCESSING":
+        busy = bo.task("gave-up.jpg", version)
+        assert busy["resultCode"] == "TemporaryFailure" and busy["resultString"].startswith("ImageBusyError:")
+        bo.p.clock.advance(91)  # the dead attempt's lease runs out
+
+    # Then a released (or expired) claim is taken: Succeeded means the current version has its result
+    bo.p.rekognition.respond(detect_faces_response(2))
+    assert code_and_text(bo.task("gave-up.jpg", version)) == succeeded("DETECTED 2 faces")
+    image = bo.stored("gave-up.jpg")
+    assert image is not None and (image.status, image.version_id, image.face_count) == ("DETECTED", version, 2)
+
+
 @pytest.mark.parametrize(
     ("error", "code", "text"),
     [
