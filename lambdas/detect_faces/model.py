@@ -14,6 +14,7 @@ from .contract import BACKFILL_EVENT_NAME, BACKFILL_SEQUENCER, CURRENT_AGAIN_EVE
 # Rekognition limits (https://docs.aws.amazon.com/rekognition/latest/dg/limits.html)
 MAX_S3_OBJECT_BYTES = 15 * 1024 * 1024
 MIN_IMAGE_PIXELS = 80
+MAX_SIZE_DIGITS = 20  # S3's largest object (5 TiB) has 13 digits
 SEQUENCER_WIDTH = 40
 # How many hex digits S3 notification records carry ("0055AED6DCD90281E5"); EventBridge may drop the leading zeros.
 NOTIFICATION_SEQUENCER_DIGITS = 18
@@ -103,6 +104,8 @@ def _object_size(value: Any) -> int | None:
         raise InvalidEventError(f"object size {value!r} is not a whole number of bytes")
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         raise InvalidEventError(f"object size {value!r} is not a whole number of bytes")
+    if isinstance(value, str) and len(value) > MAX_SIZE_DIGITS:  # int() refuses past 4,300 digits anyway
+        raise InvalidEventError(f"object size {value[:20]}... ({len(value)} digits) is not a size S3 stores")
     size = int(value)
     if size < 0:
         raise InvalidEventError(f"object size {value!r} is negative")

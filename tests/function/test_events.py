@@ -282,7 +282,7 @@ def test_a_redrive_of_a_malformed_record_dead_letters_it_again_rather_than_losin
     assert json.loads(again["Body"])["requestPayload"]["facepipeRedrive"] == "run-1"
 
 
-@pytest.mark.parametrize("size", ["abc", -1, 1.5, True, {"n": 1}])
+@pytest.mark.parametrize("size", ["abc", -1, 1.5, True, {"n": 1}, "9" * 5000])
 def test_a_record_with_an_impossible_size_is_dead_lettered_at_once(pipeline: Pipeline, size) -> None:
     version = pipeline.aws.put("sized.jpg", JPEG_BYTES)
     record = s3_record(BUCKET, "sized.jpg", version_id=version)
