@@ -187,19 +187,29 @@ def cmd_failures(args: argparse.Namespace) -> int:
     import json
 
     from . import ops
+    from .ops.failures import RAW_EXCERPT
 
     failures = ops.list_failures(_target(args), limit=args.max, where=args.where)
     if args.json:
         for failure in failures:
-            print(json.dumps({**failure.summary(), "record": failure.body}))
+            unread = {} if failure.body is not None else {"raw": failure.raw[:RAW_EXCERPT]}
+            print(json.dumps({**failure.summary(), "record": failure.body, **unread}))
         return 0
-    rows = [
-        [f["key"], str(f["version_id"] or "-"), f["error_type"], textwrap.shorten(f["error_message"] or "", 60),
-         str(f["attempts"] or "-"), f["time"]]
-        for f in (x.summary() for x in failures)
-    ]  # fmt: skip
+    rows = []
+    for f in (x.summary() for x in failures):
+        # A message can hold anything: each cell is one line of text, cut to a width (the key whole).
+        message = f"[{f['problem']}] {f['error_message']}" if f["problem"] else f["error_message"]
+        rows.append([_cell(f["key"]), _cell(f["version_id"] or "-", 40), _cell(f["error_type"], 40),
+                     _cell(textwrap.shorten(message, 80 if f["problem"] else 60)), _cell(f["attempts"] or "-", 10),
+                     _cell(f["time"], 30)])  # fmt: skip
     print(_table(rows, ["key", "version", "errorType", "message", "attempts", "time"]) if rows else "DLQ is empty")
     return 0
+
+
+def _cell(value: object, width: int | None = None) -> str:
+    """A table cell of `failures`: text on one line (control characters escaped), cut to `width`."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -221,9 +231,14 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     else:
         print(f"replayed {report.replayed} record(s) through {target.function_name}; deleted them from the DLQ")
     if report.skipped:
-        print(f"{report.skipped} message(s) cannot be replayed (not S3 failure records) and were left in the DLQ")
+        print(f"{report.skipped} message(s) cannot be replayed and were left in the DLQ:")
+        for reason, count in sorted(report.cannot_replay.items(), key=lambda item: (-item[1], item[0])):
+            print(f"  {count:>6}  {_cell(reason)}")
+        print("  (python -m facepipe failures lists each with its reason)")
     if report.new:
         print(f"{report.new} message(s) arrived after this run began (its own replays' failures among them); left")
+    if report.hidden:
+        print(f"{report.hidden} message(s) could not be made visible again; they reappear within 5 minutes")
     print(f"left in the DLQ: {report.left} (run {report.run_id})")
     return 0
 

@@ -8,6 +8,11 @@ S3 notifications arrive on an (embedded) SQS queue. Each one is accepted as an a
 - an event that exhausts its retries, or grows older than `max_event_age`, goes to the on-failure
   destination (the DLQ) as Lambda's destination record: requestPayload is the event, responsePayload
   the last error.
+
+The queue can hold anything someone sent to it. Each message is taken on its own: any JSON document is
+invoked, as Lambda would invoke it (the function decides; a failure ends in the DLQ as above); a message that
+is not JSON, which Lambda's Invoke API would refuse, is set aside in the DLQ as a failure record (errorType
+InvalidEventError, requestPayload the text itself) with a warning, and the intake goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from .loopback import LoopbackServer
 log = logging.getLogger("facepipe.runtime")
 
 LAMBDA_RETRY_DELAYS = (60.0, 120.0)
+# How much of an unreadable notification is logged, and kept as the requestPayload of its failure record.
+LOG_EXCERPT = 120
+PAYLOAD_EXCERPT = 16 * 1024  # escaped as JSON, even 16 Ki astral characters stay under SQS's 256 KiB message limit
 
 
 @dataclass
@@ -60,6 +68,7 @@ class RuntimeStats:
     peak_concurrency: int = 0
     busy_seconds: float = 0.0  # summed invocation durations
     error_types: dict[str, int] = field(default_factory=dict)
+    set_aside: int = 0  # notifications that were not JSON: sent to the DLQ, never invoked
 
 
 @dataclass
@@ -137,11 +146,62 @@ class LocalLambdaRuntime:
                     time.sleep(0.5)
                     continue
                 for message in messages:
-                    self.invoke_async(json.loads(message["Body"]))
-                    self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    try:
+                        self._take(queue_url, message)
+                    except Exception:  # one message must not end the intake of every later one
+                        if self._stop.is_set():
+                            return
+                        log.exception(
+                            "notification %s not taken; it stays on the queue", message.get("MessageId"),
+                            extra={"message_id": message.get("MessageId")},
+                        )  # fmt: skip
 
         self._poller = threading.Thread(target=loop, name="s3-notifications", daemon=True)
         self._poller.start()
+
+    def _take(self, queue_url: str, message: dict[str, Any]) -> None:
+        """One notification: invoked if it is JSON, set aside if not; taken off the queue once either is done."""
+        body = message["Body"]
+        try:
+            event = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past what Python's parser reads
+            if not self._set_aside(message, exc):
+                return  # kept on the queue: it is tried again when its visibility timeout ends
+        else:
+            self.invoke_async(event)
+        self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _set_aside(self, message: dict[str, Any], error: Exception) -> bool:
+        """A notification that is not JSON: Lambda's Invoke API refuses such a payload (InvalidRequestContent),
+        so it is never an invocation. It goes to the DLQ as a failure record of the usual shape (errorType
+        InvalidEventError, requestPayload the text itself, cut at PAYLOAD_EXCERPT), where `failures` lists it
+        and `redrive` leaves it. False if the DLQ did not take it: then it stays on the notification queue."""
+        message_id, body = str(message.get("MessageId", "")), str(message["Body"])
+        excerpt = body[:LOG_EXCERPT]
+        reason = "nested too deeply to parse" if isinstance(error, RecursionError) else str(error)
+        record = failure_record(
+            body[:PAYLOAD_EXCERPT],  # type: ignore[arg-type]  # the text itself: there is no event
+            error_type="InvalidEventError",
+            error_message=f"notification {message_id} is not JSON ({reason}); {len(body)} characters",
+            request_id=str(uuid.uuid4()),
+            function_arn=self.function_arn,
+            invoke_count=0,
+        )
+        try:
+            self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(record))
+        except Exception:  # kept on the queue instead; the intake goes on
+            log.exception(
+                "notification %s is not JSON and could not be set aside in the DLQ; it stays on the queue: %r",
+                message_id, excerpt, extra={"message_id": message_id, "excerpt": excerpt},
+            )  # fmt: skip
+            return False
+        log.warning(
+            "notification %s is not JSON (%s); set aside in the DLQ as InvalidEventError: %r",
+            message_id, reason, excerpt, extra={"message_id": message_id, "excerpt": excerpt},
+        )  # fmt: skip
+        with self._lock:
+            self.stats.set_aside += 1
+        return True
 
     def pause(self) -> None:
         """Stop taking notifications off the queue (they wait there), e.g. to stage uploads and deletions."""

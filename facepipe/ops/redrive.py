@@ -27,10 +27,18 @@ class RedriveReport:
     left: int = 0  # messages in the queue when the run ended, by SQS's approximate count
     planned: list[dict[str, Any]] = field(default_factory=list)  # --dry-run
     run_id: str = ""
+    cannot_replay: dict[str, int] = field(default_factory=dict)  # why the skipped ones cannot be replayed -> how many
+    hidden: int = 0  # left in the queue but not made visible again: they reappear within VISIBILITY_SECONDS
 
 
 # SentTimestamp is SQS's clock, the run's start is the operator's: allow this much skew between them.
 CLOCK_SKEW_MS = 5_000
+# How long each received message stays hidden from other readers while the run holds it. A run may last longer:
+# held messages that reappear are received again and hidden again, never replayed twice (failures.receive).
+VISIBILITY_SECONDS = 300
+# Lambda's answers to an Invoke that are about this payload, not about the function or the account: the message
+# is left in the queue as one that cannot be replayed, and the run goes on.
+PAYLOAD_REFUSALS = frozenset({"RequestTooLargeException", "InvalidRequestContentException"})
 
 
 def redrive(
@@ -49,36 +57,42 @@ def redrive(
     A run replays only what was in the queue when it began: a replay that fails again is dead-lettered
     as a new message, marked with this run's id (the function and Lambda's on-failure record keep the
     event's redrive flag); such messages, and any sent after the run began, are left for the next run.
+    A message that cannot be replayed (`Failure.problem`: not JSON, not a failure record, a record the
+    function cannot parse; or a payload Lambda refuses, PAYLOAD_REFUSALS) is left too, counted by reason.
     """
     sqs, lambda_ = target.client_for("sqs"), target.client_for("lambda")
     limiter = limiter or RateLimiter(5.0)
     report = RedriveReport(run_id=run_id or f"redrive-{uuid.uuid4().hex[:12]}")
     started_ms = clock_ms()
     limit = max_messages if max_messages is not None else 1_000_000
-    held: list[Failure] = []  # left in the queue: hidden until the run ends, so each is seen once
+    held: list[Failure] = []  # left in the queue: hidden until the run ends (hidden again if met again), seen once
     pending: list[Failure] = []
     try:
-        for batch in receive(sqs, target.dlq_url, visibility=300, limit=limit):
+        for batch in receive(sqs, target.dlq_url, visibility=VISIBILITY_SECONDS, limit=limit):
             pending = list(batch)
             while pending:
                 failure = pending[0]
                 if failure.redrive_run == report.run_id or failure.sent_ms > started_ms + CLOCK_SKEW_MS:
                     report.new += 1
-                elif not failure.replayable:
-                    report.skipped += 1
-                elif dry_run:
-                    report.planned.append(failure.summary())
                 else:
-                    _replay(target, lambda_, failure, limiter, report.run_id)
-                    sqs.delete_message(QueueUrl=target.dlq_url, ReceiptHandle=failure.receipt_handle)
-                    report.replayed += 1
-                    progress(1)
-                    pending.pop(0)
-                    continue
+                    problem = failure.problem
+                    if problem is None and dry_run:
+                        report.planned.append(failure.summary())
+                    elif problem is None:
+                        problem = _replay(target, lambda_, failure, limiter, report.run_id)
+                        if problem is None:
+                            sqs.delete_message(QueueUrl=target.dlq_url, ReceiptHandle=failure.receipt_handle)
+                            report.replayed += 1
+                            progress(1)
+                            pending.pop(0)
+                            continue
+                    if problem is not None:  # left in the queue, counted by reason
+                        report.skipped += 1
+                        report.cannot_replay[problem] = report.cannot_replay.get(problem, 0) + 1
                 held.append(pending.pop(0))
     finally:
         # Whatever was not replayed (skipped, new, planned, refused, or not reached) is visible again at once.
-        release(sqs, target.dlq_url, held + pending)
+        report.hidden = release(sqs, target.dlq_url, held + pending)
     report.left = _approximate_count(sqs, target.dlq_url)
     return report
 
@@ -89,7 +103,9 @@ def _approximate_count(sqs: Any, url: str) -> int:
     return sum(int(attributes.get(name, 0)) for name in names)
 
 
-def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter, run_id: str) -> None:
+def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter, run_id: str) -> str | None:
+    """Invoke the function with the record's payload; None once Lambda accepted it, or why Lambda refused this
+    payload (PAYLOAD_REFUSALS). Any other refusal stops the run (OpsError)."""
     payload = {**failure.payload, REDRIVE_FLAG: run_id}
     limiter.wait()
     try:
@@ -98,9 +114,12 @@ def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter
         )
     except ClientError as exc:
         error = exc.response["Error"]
+        if error.get("Code") in PAYLOAD_REFUSALS:
+            return f"Lambda refused the replay: {error.get('Code')}"
         raise OpsError(
             f"replay of {failure.message_id} refused: {error.get('Code')}: {error.get('Message', '')};"
             " it and the rest stay in the DLQ"
         ) from None
     if response.get("StatusCode") != 202:
         raise OpsError(f"replay of {failure.message_id} not accepted (status {response.get('StatusCode')})")
+    return None
