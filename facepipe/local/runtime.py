@@ -114,6 +114,7 @@ class LocalLambdaRuntime:
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._receiving = threading.Lock()
         self._poller: threading.Thread | None = None
         self._api: LoopbackServer | None = None
 
@@ -135,29 +136,38 @@ class LocalLambdaRuntime:
                 if self._paused.is_set():
                     time.sleep(0.05)
                     continue
-                try:
-                    messages = self.sqs.receive_message(
-                        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                    ).get("Messages", [])
-                except Exception:
-                    if self._stop.is_set():
+                with self._receiving:  # pause() waits for a receive in flight and what it took
+                    if not self._receive_and_take(queue_url):
                         return
-                    log.exception("polling the notification queue failed")
-                    time.sleep(0.5)
-                    continue
-                for message in messages:
-                    try:
-                        self._take(queue_url, message)
-                    except Exception:  # one message must not end the intake of every later one
-                        if self._stop.is_set():
-                            return
-                        log.exception(
-                            "notification %s not taken; it stays on the queue", message.get("MessageId"),
-                            extra={"message_id": message.get("MessageId")},
-                        )  # fmt: skip
 
         self._poller = threading.Thread(target=loop, name="s3-notifications", daemon=True)
         self._poller.start()
+
+    def _receive_and_take(self, queue_url: str) -> bool:
+        """One receive from the notification queue and every message it got; False when the runtime stops."""
+        if self._paused.is_set():
+            return True
+        try:
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+        except Exception:
+            if self._stop.is_set():
+                return False
+            log.exception("polling the notification queue failed")
+            time.sleep(0.5)
+            return True
+        for message in messages:
+            try:
+                self._take(queue_url, message)
+            except Exception:  # one message must not end the intake of every later one
+                if self._stop.is_set():
+                    return False
+                log.exception(
+                    "notification %s not taken; it stays on the queue", message.get("MessageId"),
+                    extra={"message_id": message.get("MessageId")},
+                )  # fmt: skip
+        return True
 
     def _take(self, queue_url: str, message: dict[str, Any]) -> None:
         """One notification: invoked if it is JSON, set aside if not; taken off the queue once either is done."""
@@ -204,8 +214,11 @@ class LocalLambdaRuntime:
         return True
 
     def pause(self) -> None:
-        """Stop taking notifications off the queue (they wait there), e.g. to stage uploads and deletions."""
+        """Stop taking notifications off the queue (they wait there), e.g. to stage uploads and deletions. Returns
+        once a receive in flight has ended and what it took is handed to the runtime."""
         self._paused.set()
+        with self._receiving:
+            pass
 
     def resume(self) -> None:
         self._paused.clear()

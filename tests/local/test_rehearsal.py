@@ -140,7 +140,8 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
     """The sequences of the correctness issue, on the local pipeline: an attempt that dies holding its claim
     (DetectFaces failing past its budget, then the release throttled), a version deleted for good whose
     event beats the live version's, and objects whose current version comes back (a version deleted, a
-    delete marker removed), found again by backfill."""
+    delete marker removed): the removal itself gives the version that is current again its result, so the
+    backfill that follows finds nothing to do."""
     from botocore.exceptions import ClientError
 
     from detect_faces import handler
@@ -243,7 +244,117 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
         for key, version in {**died, **live, **restored}.items():
             result = local.result(key)
             assert (result.status, result.version_id, result.face_count) == ("DETECTED", version, 1), key
-        assert invoked == len(restored)  # backfill found exactly the objects that are current again
+        assert invoked == 0  # the removals already gave every version that is current again its result
+        assert local.dlq() == []
+    finally:
+        pipeline.stop()
+
+
+def test_late_duplicated_and_twice_delivered_events_end_with_the_current_version() -> None:
+    """The sequences of the issue on the new paths, each step's event taken off the notification queue and
+    delivered when the sequence says: one upload delivered both ways (notification and EventBridge forms of
+    one sequencer); a late delete-marker event after an undelete and a backfill; older creates arriving after a
+    rollback, after the key was deleted again, and after an undelete."""
+    from facepipe import ops
+    from facepipe.local import LOCAL_FUNCTION
+
+    settings = LocalSettings(concurrency=2, delay_scale=0.005, log_level="CRITICAL")
+    pipeline = LocalPipeline(settings, detector=FixedDetector()).start()
+    try:
+        local = Local(pipeline)
+        assert pipeline.runtime is not None
+        runtime = pipeline.runtime
+        local.settle()
+        runtime.pause()
+        photo = photos.photo("astronaut.jpg")
+        bodies = iter(range(1, 1000))
+
+        def taken() -> dict[str, Any]:
+            """The one notification the last S3 action sent, taken off the queue (the runtime is paused)."""
+            for _ in range(20):
+                got = local.sqs.receive_message(QueueUrl=pipeline.notifications_url, MaxNumberOfMessages=1)
+                for message in got.get("Messages", []):
+                    local.sqs.delete_message(QueueUrl=pipeline.notifications_url,
+                                             ReceiptHandle=message["ReceiptHandle"])  # fmt: skip
+                    event: dict[str, Any] = json.loads(message["Body"])
+                    return event
+            raise AssertionError("S3 sent no notification")
+
+        def put(key: str) -> tuple[str, dict[str, Any]]:
+            version = local.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=photo + bytes([next(bodies)]))
+            return version["VersionId"], taken()
+
+        def delete(key: str, version_id: str | None = None) -> tuple[str, dict[str, Any]]:
+            extra = {"VersionId": version_id} if version_id else {}
+            gone = local.s3.delete_object(Bucket=pipeline.bucket, Key=key, **extra)
+            return gone["VersionId"], taken()
+
+        def deliver(*events: dict[str, Any]) -> None:
+            for event in events:
+                runtime.invoke_async(event)
+                local.events += 1
+                local.settle()
+
+        # 1. One upload delivered both ways, then a newer upload and its deletion by notification
+        _, both = put("both/a.jpg")
+        record = both["Records"][0]
+        notification_form = record["s3"]["object"]["sequencer"]
+        as_eventbridge = {
+            "version": "0", "id": "e-both", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": record["eventTime"], "region": record["awsRegion"],
+            "resources": [f"arn:aws:s3:::{pipeline.bucket}"],
+            "detail": {"version": "0", "bucket": {"name": pipeline.bucket}, "reason": "PutObject",
+                       "object": {"key": "both/a.jpg", "size": record["s3"]["object"]["size"],
+                                  "etag": record["s3"]["object"]["eTag"],
+                                  "version-id": record["s3"]["object"]["versionId"],
+                                  # EventBridge's form: the same value without its leading zeros
+                                  "sequencer": notification_form.lstrip("0").lower()}},
+        }  # fmt: skip
+        calls = local.detect_calls
+        deliver(both, as_eventbridge)
+        assert local.detect_calls == calls + 1  # one moment, one DetectFaces call
+        newer, newer_event = put("both/a.jpg")
+        deliver(newer_event)
+        assert local.result("both/a.jpg").version_id == newer
+        _, marker_event = delete("both/a.jpg")
+        deliver(marker_event)
+        assert local.result("both/a.jpg").status == "DELETED"
+
+        # 2. v1, a delete marker M, M deleted (undelete), a backfill; then M's creation event again
+        v1, v1_event = put("undelete/a.jpg")
+        marker, created_m = delete("undelete/a.jpg")
+        _, deleted_m = delete("undelete/a.jpg", marker)
+        deliver(v1_event, created_m, deleted_m)
+        target = ops.Target(pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION,
+                            client_for=pipeline.client)  # fmt: skip
+        report = ops.backfill(target, f"s3://{pipeline.bucket}/undelete/", limiter=ops.RateLimiter(100))
+        local.events += report.invoked
+        local.settle()
+        deliver(created_m)
+        assert (local.result("undelete/a.jpg").status, local.result("undelete/a.jpg").version_id) == ("DETECTED", v1)
+
+        # 3. PUT v1, v2, v3; deliver v3, v2; DELETE v3 (v2 current); v3's removal; v1's late create
+        (r1, e1), (r2, e2), (r3, e3) = put("rollback/a.jpg"), put("rollback/a.jpg"), put("rollback/a.jpg")
+        deliver(e3, e2)
+        _, removal = delete("rollback/a.jpg", r3)
+        deliver(removal, e1)
+        assert (local.result("rollback/a.jpg").status, local.result("rollback/a.jpg").version_id) == ("DETECTED", r2)
+
+        # 4. PUT v1, marker m1, PUT v2; deliver v2, m1; DELETE v2 (m1 current); v2's removal; v1's late create
+        (_, e1), (_, m1), (w2, e2) = put("deleted/a.jpg"), delete("deleted/a.jpg"), put("deleted/a.jpg")
+        deliver(e2, m1)
+        _, removal = delete("deleted/a.jpg", w2)
+        deliver(removal, e1)
+        assert local.result("deleted/a.jpg").status == "DELETED"
+
+        # 5. PUT v2, v3; deliver v3; marker m1, delivered; DELETE m1 (v3 current); m1's removal; v2's late create
+        (_, e2), (u3, e3) = put("undone/a.jpg"), put("undone/a.jpg")
+        deliver(e3)
+        m1_id, m1 = delete("undone/a.jpg")
+        deliver(m1)
+        _, removal = delete("undone/a.jpg", m1_id)
+        deliver(removal, e2)
+        assert (local.result("undone/a.jpg").status, local.result("undone/a.jpg").version_id) == ("DETECTED", u3)
         assert local.dlq() == []
     finally:
         pipeline.stop()
