@@ -163,6 +163,19 @@ def main() -> None:
     parser.add_argument("--detect-latency", type=float, default=0.25, help="DetectFaces latency, s (assumed)")
     parser.add_argument("--aws-call-latency", type=float, default=0.010, help="S3/DynamoDB call latency, s (assumed)")
     parser.add_argument("--xray-sampled", type=float, default=0.05, help="share of invocations traced (X-Ray default)")
+    # Lambda bills the INIT phase of ZIP functions on managed runtimes since 2025-08-01, like the INVOKE phase.
+    parser.add_argument(
+        "--init-ms",
+        type=float,
+        default=400.0,
+        help="INIT phase per cold start, ms (bench/cold_start.py's cold path, 371 ms, + bootstrap)",
+    )
+    parser.add_argument(
+        "--cold-share",
+        type=float,
+        default=0.01,
+        help="share of invocations that start cold (AWS: under 1%% in production workloads)",
+    )
     args = parser.parse_args()
 
     print(f"{'case':<24} {'CPU ms p50':>10} {'p95':>7} {'WRU':>6} {'RRU':>5} {'log B':>7} {'GB-s':>9}  calls/image")
@@ -177,12 +190,19 @@ def main() -> None:
         print(f"{label:<24} {f['cpu_median_ms']:>10.2f} {f['cpu_p95_ms']:>7.2f} {f['write_units']:>6.1f} "
               f"{f['read_units']:>5.1f} {f['log_bytes']:>7.0f} {f['gb_s']:>9.5f}  {calls}")  # fmt: skip
     print(f"(GB-s assume {args.memory_mb} MB, DetectFaces {args.detect_latency * 1000:.0f} ms and "
-          f"{args.aws_call_latency * 1000:.0f} ms per other AWS call)")  # fmt: skip
+          f"{args.aws_call_latency * 1000:.0f} ms per other AWS call; INIT {args.init_ms:.0f} ms on "
+          f"{args.cold_share:.1%} of invocations)")  # fmt: skip
 
     base = figures["1 face, DEFAULT"]
     per_image = {
         "Rekognition DetectFaces": PRICES["rekognition_per_image"],
         "Lambda duration (arm64)": base["gb_s"] * PRICES["lambda_arm_gb_s"],
+        "Lambda INIT phase (cold starts)": args.cold_share
+        * args.memory_mb
+        / 1024
+        * args.init_ms
+        / 1000
+        * PRICES["lambda_arm_gb_s"],
         "Lambda requests": PRICES["lambda_request"],
         "DynamoDB writes (+ index) + reads": base["write_units"] * PRICES["dynamodb_wru"]
         + base["read_units"] * PRICES["dynamodb_rru"],
