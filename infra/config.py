@@ -14,6 +14,7 @@ from constructs import Construct
 
 from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS, Delivery
 from detect_faces.settings import Settings
+from detect_faces.subscriptions import UNSETTLED_IN_FILTERS
 
 PREFIX = "facepipe:"
 POWERTOOLS_VERSION = "3.37.0"
@@ -29,6 +30,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 # S3's bucket naming rules (general purpose buckets): 3-63 characters, lower case, digits, dots and hyphens.
 BUCKET_NAME = re.compile(r"(?!xn--)(?!sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# What IAM reads specially in a resource: the wildcards, and the start of a policy variable.
+IAM_SPECIALS = ("*", "?", "${")
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 
 
@@ -44,6 +47,21 @@ def overlapping(prefixes: tuple[str, ...]) -> tuple[str, str] | None:
             if shorter != longer and longer.startswith(shorter):
                 return shorter, longer
     return None
+
+
+def refuse_unsettled_filters(prefixes: tuple[str, ...]) -> None:
+    """Refuse, for S3 delivery, a prefix whose notification filter S3 might never match: one holding a character
+    that the S3 user guide writes raw in a filter while the keys S3 matches it against are form-encoded
+    (detect_faces.subscriptions.UNSETTLED_IN_FILTERS). EventBridge's rule matches keys as they are."""
+    for prefix in prefixes:
+        for character in UNSETTLED_IN_FILTERS:
+            if character in prefix:
+                raise ContextError(
+                    f"context {PREFIX}keyPrefixes: {prefix!r} has {character!r}, and S3 does not document how a"
+                    " notification filter holding it matches the URL-encoded keys of its events: uploads under it"
+                    f" might never arrive. Deploy with -c {PREFIX}notifications=eventbridge (its rule matches keys"
+                    " as they are), or use a prefix without it"
+                )
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,17 @@ class FacepipeConfig:
                 raise ContextError(f"context {PREFIX}keyPrefixes: {prefix!r} must not start with '/' (S3 keys do not)")
             if len(prefix.encode()) > 1024:
                 raise ContextError(f"context {PREFIX}keyPrefixes: {prefix[:40]!r}... is longer than an S3 key can be")
+            # The grants name `bucket/prefix*`: IAM would read these as wildcards or a policy variable, not as the key
+            for special in IAM_SPECIALS:
+                if special in prefix:
+                    raise ContextError(
+                        f"context {PREFIX}keyPrefixes: {prefix!r} has {special!r}, which IAM reads as a wildcard or a"
+                        " policy variable in the function's grant; use a prefix without it"
+                    )
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+                raise ContextError(
+                    f"context {PREFIX}keyPrefixes: {prefix!r} has a control character; use a printable prefix"
+                )
         pair = overlapping(prefixes)
         if pair:
             raise ContextError(
@@ -136,6 +165,8 @@ class FacepipeConfig:
         delivery = str(get("notifications", Delivery.S3.value)).lower()
         if delivery not in tuple(Delivery):
             raise ContextError(f"context {PREFIX}notifications must be s3 or eventbridge, got {delivery!r}")
+        if delivery == Delivery.S3:
+            refuse_unsettled_filters(prefixes)
         keys = strings("kmsKeyArns")
         for arn in keys:
             if not KMS_KEY_ARN.fullmatch(arn):

@@ -15,7 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from detect_faces.contract import Delivery
-from detect_faces.subscriptions import eventbridge_pattern
+from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern, notification_form
 
 from .config import FacepipeConfig
 
@@ -24,6 +24,12 @@ from .config import FacepipeConfig
 # Lambda's async config: retries, maximum age, on-failure record (function.py).
 EVENTBRIDGE_DELIVERY_ATTEMPTS = 185
 EVENTBRIDGE_DELIVERY_MAX_AGE = Duration.hours(24)
+# CDK's name for each of the notification event types the function is subscribed to.
+EVENT_TYPES = {
+    "s3:ObjectCreated:*": s3.EventType.OBJECT_CREATED,
+    "s3:ObjectRemoved:*": s3.EventType.OBJECT_REMOVED,
+    "s3:LifecycleExpiration:*": s3.EventType.LIFECYCLE_EXPIRATION,
+}
 
 
 class EventDelivery(Construct):
@@ -58,7 +64,8 @@ class EventDelivery(Construct):
                 )
 
     def _notifications(self, config: FacepipeConfig, buckets: list[s3.IBucket], function: lambda_.IFunction) -> None:
-        """NOTIFICATION_EVENTS (subscriptions.py) under each prefix.
+        """NOTIFICATION_EVENTS (subscriptions.py) under each prefix, the filter in the URL-encoded form S3 matches
+        (notification_form: "Camera Uploads/" is "Camera+Uploads/"); the grants and the outputs keep it raw.
 
         On a bucket the stack did not create, CDK's notification handler merges ours into the bucket's existing
         configuration (other consumers' entries and EventBridge on/off are kept) and removes only ours on destroy:
@@ -66,9 +73,9 @@ class EventDelivery(Construct):
         target = s3n.LambdaDestination(function)
         for bucket in buckets:
             for prefix in config.watched_prefixes:
-                filters = [s3.NotificationKeyFilter(prefix=prefix)] if prefix else []
-                bucket.add_event_notification(s3.EventType.OBJECT_CREATED, target, *filters)
-                bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, target, *filters)
+                filters = [s3.NotificationKeyFilter(prefix=notification_form(prefix))] if prefix else []
+                for event in NOTIFICATION_EVENTS:
+                    bucket.add_event_notification(EVENT_TYPES[event], target, *filters)
 
     def _eventbridge(
         self, config: FacepipeConfig, buckets: list[s3.IBucket], function: lambda_.IFunction, dlq: sqs.IQueue

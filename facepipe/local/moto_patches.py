@@ -9,6 +9,12 @@ last version goes. Local mode patches moto, once per process:
 - DeleteObject sends `ObjectRemoved:DeleteMarkerCreated` (versioned, no version id) or
   `ObjectRemoved:Delete` (a version, or an unversioned object), with the version id S3 would send.
 
+moto runs no lifecycle rules. `expire` does to a key what an expiration rule does to its current version (a delete
+marker in a versioned bucket, the object deleted for good otherwise) and sends the events S3 sends for it:
+`LifecycleExpiration:DeleteMarkerCreated` / `LifecycleExpiration:Delete`, never `ObjectRemoved:*` (S3 user guide:
+"You will not receive event notifications from automatic deletes from lifecycle policies"), and to EventBridge an
+Object Deleted with reason "Lifecycle Expiration".
+
 EventBridge (a bucket with EventBridge notifications on): moto's S3 events carry a fixed sequencer, the
 notification's event name as `reason`, and no `deletion-type`. Local mode sends them as S3 does:
 the same increasing sequencer as the notifications, `reason` PutObject/CopyObject/.../DeleteObject,
@@ -16,6 +22,13 @@ the same increasing sequencer as the notifications, `reason` PutObject/CopyObjec
 
 moto's GetBucketNotificationConfiguration leaves out `EventBridgeConfiguration`; S3 returns it, and CDK's
 notification handler relies on it to keep EventBridge on for other consumers. Local mode returns it.
+
+Key name filters: S3 matches a notification filter against the key as its events carry it, URL-encoded (the S3 user
+guide: "If your prefix or suffix contains a space, you must replace it with the "+" character. If you use any other
+special characters in the value of the prefix or suffix, you must enter them in URL-encoded (percent-encoded)
+format"); moto matches the raw key, and writes "/" as %2F in its events' keys, where S3 keeps it. Local mode matches
+and writes keys in S3's form (detect_faces.subscriptions.notification_form), so a raw filter such as
+"Camera Uploads/" delivers nothing locally, as on AWS.
 
 Notification configurations: S3 refuses a configuration in which two entries overlap (a common event type and
 prefixes and suffixes that could both match a key); moto accepts it. Local mode refuses it with S3's message,
@@ -34,6 +47,8 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+from detect_faces.subscriptions import notification_form
+
 _lock = threading.Lock()
 _installed = False
 _sequencer = itertools.count(1)
@@ -45,7 +60,7 @@ def next_sequencer() -> str:
 
 
 def install() -> None:
-    global _installed
+    global _installed, _expire
     with _lock:
         if _installed:
             return
@@ -55,20 +70,26 @@ def install() -> None:
     original_event = notifications._get_s3_event
     original_send = notifications.send_event
     original_delete = models.S3Backend.delete_object
+    original_key_matches = models.Notification._key_matches
     removed = (
         notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT,
         notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+    )
+    expired = (
+        notifications.S3NotificationEvent.LIFECYCLEEXPIRATION_DELETE_EVENT,
+        notifications.S3NotificationEvent.LIFECYCLE_EXPIRATION_DELETE_MARKER_CREATED_EVENT,
     )
     local = threading.local()
 
     def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
         event: dict[str, Any] = original_event(event_name, bucket, key, notification_id)
         obj = event["Records"][0]["s3"]["object"]
+        obj["key"] = notification_form(key.name)
         version = getattr(key, "version_id", None)
         if getattr(bucket, "is_versioned", False) and version and version != "null":
             obj["versionId"] = str(version)
         obj["sequencer"] = next_sequencer()
-        if event_name in removed:
+        if event_name in removed or event_name in expired:
             obj.pop("size", None)
             obj.pop("eTag", None)
         return event
@@ -97,13 +118,40 @@ def install() -> None:
                 local.ours = False
         return ok, meta
 
+    def key_matches(self: Any, key_name: str) -> bool:
+        return bool(original_key_matches(self, notification_form(key_name)))
+
+    def expire_key(account_id: str, bucket_name: str, key_name: str) -> None:
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[account_id]["aws"]
+        bucket = backend.get_bucket(bucket_name)
+        if key_name not in bucket.keys:
+            raise KeyError(f"s3://{bucket_name}/{key_name} has no current version to expire")
+        _, meta = original_delete(backend, bucket_name, key_name)  # moto's own ObjectRemoved event is dropped
+        name = expired[1] if bucket.is_versioned else expired[0]
+        key = SimpleNamespace(name=key_name, etag="", size=0, version_id=meta.get("version-id"))
+        notifications.send_event(account_id, name, bucket, key)
+
+    _expire = expire_key
+
     _serialise_dynamodb()
     _eventbridge_events(notifications)
     _refuse_overlapping_notifications(models)
 
+    models.Notification._key_matches = key_matches  # type: ignore[method-assign]
     notifications._get_s3_event = get_s3_event
     notifications.send_event = send_event
     models.S3Backend.delete_object = delete_object  # type: ignore[method-assign]
+
+
+_expire: Any = None
+
+
+def expire(account_id: str, bucket: str, key: str) -> None:
+    """An S3 Lifecycle expiration of the key's current version, with S3's events for it (see the module's doc)."""
+    install()
+    _expire(account_id, bucket, key)
 
 
 def _serialise_dynamodb() -> None:
@@ -137,13 +185,16 @@ def _eventbridge_events(notifications: Any) -> None:
     import uuid
 
     original = notifications._send_event_bridge_message
-    marker = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
-    removed = (notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT, marker)
+    events = notifications.S3NotificationEvent
+    marker = events.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+    removed = (events.OBJECT_REMOVED_DELETE_EVENT, marker)
+    expired_marker = events.LIFECYCLE_EXPIRATION_DELETE_MARKER_CREATED_EVENT
+    expired = (events.LIFECYCLEEXPIRATION_DELETE_EVENT, expired_marker)
 
     def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         kind = event_name.split(":")
         created = kind[1] == "ObjectCreated" and kind[2] in EVENTBRIDGE_REASONS
-        if not created and event_name not in removed:
+        if not created and event_name not in removed and event_name not in expired:
             original(account_id, bucket, event_name, key)  # restore, tagging, ...: moto's own
             return
         from moto.events.models import events_backends
@@ -160,12 +211,19 @@ def _eventbridge_events(notifications: Any) -> None:
             "bucket": {"name": bucket.name},
             "object": obj,
             "request-id": uuid.uuid4().hex[:16].upper(),
-            "requester": account_id,
+            "requester": "s3.amazonaws.com" if event_name in expired else account_id,
             "source-ip-address": "127.0.0.1",
-            "reason": EVENTBRIDGE_REASONS[kind[2]] if created else "DeleteObject",
+            "reason": (
+                EVENTBRIDGE_REASONS[kind[2]]
+                if created
+                else "Lifecycle Expiration"
+                if event_name in expired
+                else "DeleteObject"
+            ),
         }
         if not created:
-            detail["deletion-type"] = "Delete Marker Created" if event_name == marker else "Permanently Deleted"
+            markers = (marker, expired_marker)
+            detail["deletion-type"] = "Delete Marker Created" if event_name in markers else "Permanently Deleted"
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),

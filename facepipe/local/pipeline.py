@@ -24,7 +24,7 @@ from typing import Any
 
 from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, Delivery, EnvVar
 from detect_faces.settings import Settings
-from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern
+from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern, notification_form
 
 from . import aws, moto_patches
 from .attach import BucketAttachment
@@ -206,7 +206,9 @@ class LocalPipeline:
             events.put_rule(Name="facepipe-s3-events", EventPattern=json.dumps(pattern))
             events.put_targets(Rule="facepipe-s3-events", Targets=[{"Id": "detect-faces", "Arn": queue_arn}])
         else:
-            key_filter = {"Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}} if prefix else {}
+            # the filter in the URL-encoded form S3 matches keys in, as the stack writes it (infra/delivery.py)
+            rules = [{"Name": "prefix", "Value": notification_form(prefix)}]
+            key_filter = {"Filter": {"Key": {"FilterRules": rules}}} if prefix else {}
             configuration = {
                 "QueueConfigurations": [
                     {"Events": [e], "QueueArn": queue_arn, **key_filter} for e in NOTIFICATION_EVENTS

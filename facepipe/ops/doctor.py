@@ -8,16 +8,23 @@ outputs, the bucket's notifications to the function, the function's async config
 anyone receives them, and (`--smoke`) one sample photo through the pipeline. Every check takes its boto3
 clients from `client_for`, so tests drive it with moto and Stubbers. docs/DEPLOY.md explains each failure
 and its fix.
+
+Whatever the account answers, every check gives its line: a check turns the answers it can meet (a deleted
+resource, a permission these credentials lack, a malformed value) into a fail or warn line with advice, and
+`run` turns anything else a check raises into that check's fail line naming the error, then runs the next
+checks. `run` never raises.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,7 +40,7 @@ from detect_faces.contract import (
     OUTPUT_WATCHED,
     Delivery,
 )
-from detect_faces.subscriptions import NOTIFICATION_EVENTS
+from detect_faces.subscriptions import NOTIFICATION_EVENTS, notification_form, split_locations
 
 from . import notifications as s3_notifications
 
@@ -42,6 +49,14 @@ BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 MIN_BOOTSTRAP_VERSION = 21  # what aws-cdk-lib 2.2xx templates require
 MIN_UNRESERVED = 10  # Lambda refuses a reservation that leaves less unreserved concurrency
 EXPECTED_DURATION_SECONDS = 0.4  # the tuning rule: reserved concurrency = ceil(quota x D) (docs/OPERATIONS.md)
+# The error codes AWS answers a call these credentials may not make with (S3, most JSON APIs, SNS, EC2-style).
+DENIED = frozenset({"AccessDenied", "AccessDeniedException", "AuthorizationError", "UnauthorizedOperation"})
+# GetBucketLocation: "Buckets in Region us-east-1 have a LocationConstraint of null. Buckets with a
+# LocationConstraint of EU reside in eu-west-1." (S3 API reference)
+LEGACY_LOCATIONS = {"EU": "eu-west-1"}
+# What doctor's checks of a deployed stack read, beyond the operator commands' own permissions (the operator policy,
+# infra/operators.py, grants those commands only: these checks are for the credentials that deploy).
+NEEDS_TO_READ_THE_NOTIFICATIONS = "s3:GetBucketNotificationConfiguration"
 
 
 @dataclass(frozen=True)
@@ -69,9 +84,10 @@ class Plan:
     stack_name: str = "Facepipe"  # whose entries in a bucket's notification configuration are facepipe's own
 
     def wanted(self, function: str = "detect_faces") -> list[s3_notifications.Subscription]:
-        """The entries the stack adds to each bucket (S3 delivery)."""
+        """The entries the stack adds to each bucket (S3 delivery), their prefix in the URL-encoded form S3 keeps
+        and compares (infra/delivery.py writes the same)."""
         return [
-            s3_notifications.Subscription(function, (event,), prefix)
+            s3_notifications.Subscription(function, (event,), notification_form(prefix))
             for prefix in (self.key_prefixes or ("",))
             for event in NOTIFICATION_EVENTS
         ]
@@ -84,35 +100,84 @@ def run(
     stack: str | None = None,
     with_smoke: bool = False,
 ) -> list[Check]:
-    checks = [credentials(client_for, region)]
+    """Every check, in order, one line each. Only missing credentials stop the run (nothing else can be asked);
+    a stack without its outputs skips the checks that need them."""
+    checks = [_guarded("credentials", credentials, client_for, region)]
     if checks[0].status == FAIL:
         return checks  # nothing else can be asked without credentials
     checks += [
-        rekognition_region(region),
-        bootstrap(client_for),
-        concurrency(client_for, plan),
-        detect_faces_quota(client_for, plan),
+        _guarded("region", rekognition_region, region),
+        _guarded("bootstrap", bootstrap, client_for),
+        _guarded("concurrency", concurrency, client_for, plan),
+        _guarded("detectfaces-quota", detect_faces_quota, client_for, plan),
     ]
-    checks += [existing_bucket(client_for, region, plan, bucket) for bucket in plan.existing_buckets]
+    checks += [
+        _guarded(f"bucket {bucket}", existing_bucket, client_for, region, plan, bucket)
+        for bucket in plan.existing_buckets
+    ]
     if stack:
-        outputs_check, outputs = stack_outputs(client_for, stack)
+        try:
+            outputs_check, outputs = stack_outputs(client_for, stack)
+        except Exception as exc:  # noqa: BLE001 - any answer becomes this check's line
+            outputs_check, outputs = _unexpected("stack", exc), {}
         checks.append(outputs_check)
         if outputs_check.status != FAIL:
             checks += [
-                notifications(client_for, outputs),
-                async_config(client_for, outputs, plan),
-                alarms(client_for, outputs),
+                _guarded("notifications", notifications, client_for, outputs),
+                _guarded("async-config", async_config, client_for, outputs, plan),
+                _guarded("alarms", alarms, client_for, outputs),
             ]
             if with_smoke:
-                checks.append(smoke(client_for, outputs))
+                checks.append(_guarded("smoke", smoke, client_for, outputs))
     return checks
+
+
+def _guarded(name: str, check: Callable[..., Check], *args: Any) -> Check:
+    """The check's own line, or, when it raises, a fail line for it naming the error: the run goes on."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001 - any answer becomes this check's line
+        return _unexpected(name, exc)
+
+
+def _unexpected(name: str, exc: Exception) -> Check:
+    return Check(
+        name, FAIL, f"this check stopped on {type(exc).__name__}: {_one_line(_error(exc))}",
+        "fix what the error names and run doctor again; the other checks did not depend on this one",
+    )  # fmt: skip
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _code(exc: Exception) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
 def _error(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        return f"{error.get('Code')}: {error.get('Message', '')}"
-    return str(exc)
+        return _one_line(f"{error.get('Code')}: {error.get('Message', '')}")
+    return _one_line(str(exc))
+
+
+def _cannot_read(name: str, what: str, exc: Exception, action: str) -> Check:
+    """A warn line for a reading these credentials may not make (or could not make): nothing is known to be wrong."""
+    if _code(exc) in DENIED:
+        return Check(
+            name, WARN, f"cannot read {what}: {_error(exc)}",
+            f"these credentials lack {action}; doctor needs it for this check (the operator policy grants the"
+            " operator commands only: run doctor with the credentials that deploy)",
+        )  # fmt: skip
+    return Check(
+        name, WARN, f"cannot read {what}: {_error(exc)}", "run doctor again; if it persists, check the network"
+    )
+
+
+def bucket_region(constraint: str | None) -> str:
+    """The region GetBucketLocation's LocationConstraint names: none is us-east-1, the legacy "EU" eu-west-1."""
+    return LEGACY_LOCATIONS.get(constraint, constraint) if constraint else "us-east-1"
 
 
 def credentials(client_for: Callable[[str], Any], region: str | None) -> Check:
@@ -141,11 +206,18 @@ def rekognition_region(region: str | None) -> Check:
 
 def bootstrap(client_for: Callable[[str], Any]) -> Check:
     try:
-        value = client_for("ssm").get_parameter(Name=BOOTSTRAP_PARAMETER)["Parameter"]["Value"]
+        value = str(client_for("ssm").get_parameter(Name=BOOTSTRAP_PARAMETER)["Parameter"]["Value"]).strip()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+        if _code(exc) == "ParameterNotFound":
             return Check("bootstrap", FAIL, "this account/region is not CDK-bootstrapped", "run make bootstrap")
-        return Check("bootstrap", WARN, f"cannot read {BOOTSTRAP_PARAMETER}: {_error(exc)}")
+        return _cannot_read("bootstrap", BOOTSTRAP_PARAMETER, exc, "ssm:GetParameter on it")
+    except BotoCoreError as exc:
+        return _cannot_read("bootstrap", BOOTSTRAP_PARAMETER, exc, "ssm:GetParameter on it")
+    if not re.fullmatch(r"\d+", value):  # CDK writes a whole number; anything else was written by hand
+        return Check(
+            "bootstrap", WARN, f"{BOOTSTRAP_PARAMETER} holds {value!r}, not a bootstrap version (a whole number)",
+            "run make bootstrap: it writes the parameter again",
+        )  # fmt: skip
     if int(value) < MIN_BOOTSTRAP_VERSION:
         return Check(
             "bootstrap", FAIL, f"bootstrap version {value} < {MIN_BOOTSTRAP_VERSION}", "run make bootstrap to update it"
@@ -156,8 +228,8 @@ def bootstrap(client_for: Callable[[str], Any]) -> Check:
 def concurrency(client_for: Callable[[str], Any], plan: Plan) -> Check:
     try:
         limits = client_for("lambda").get_account_settings()["AccountLimit"]
-    except ClientError as exc:
-        return Check("concurrency", WARN, f"cannot read the account's Lambda limits: {_error(exc)}")
+    except (ClientError, BotoCoreError) as exc:
+        return _cannot_read("concurrency", "the account's Lambda limits", exc, "lambda:GetAccountSettings")
     total, unreserved = limits["ConcurrentExecutions"], limits["UnreservedConcurrentExecutions"]
     detail = f"account limit {total}, unreserved {unreserved}"
     if plan.reserved_concurrency is None:
@@ -179,7 +251,7 @@ def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
         paginator = client_for("service-quotas").get_paginator("list_service_quotas")
         quotas = [q for page in paginator.paginate(ServiceCode="rekognition") for q in page.get("Quotas", [])]
     except (ClientError, BotoCoreError) as exc:
-        return Check("detectfaces-quota", WARN, f"cannot read Service Quotas: {_error(exc)}")
+        return _cannot_read("detectfaces-quota", "Service Quotas", exc, "servicequotas:ListServiceQuotas")
     found = [q for q in quotas if "DetectFaces" in q.get("QuotaName", "")]
     if not found:
         return Check("detectfaces-quota", WARN, "no DetectFaces quota listed for this region", "see Service Quotas")
@@ -204,7 +276,7 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
     name = f"bucket {bucket}"
     s3 = client_for("s3")
     try:
-        location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+        location = bucket_region(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint"))
     except ClientError as exc:
         return Check(
             name, FAIL, f"s3://{bucket}: {_error(exc)}", "check the name and that these credentials can see it"
@@ -221,8 +293,10 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
         return Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "these credentials must read the bucket's settings")
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError:
+    except ClientError as exc:
         rules = []
+        if _code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            notes.append(f"its encryption unread ({_code(exc)})")
     for rule in rules:
         default = rule.get("ApplyServerSideEncryptionByDefault", {})
         if default.get("SSEAlgorithm", "").startswith("aws:kms"):
@@ -241,6 +315,13 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
     try:
         existing = s3.get_bucket_notification_configuration(Bucket=bucket)
     except ClientError as exc:
+        if _code(exc) in DENIED:  # the deploy reads and writes it with CDK's handler role, not with these
+            return Check(
+                name, WARN,
+                f"s3://{bucket} in {location}: {', '.join(notes)}; its notification entries unread: {_error(exc)}",
+                f"with {NEEDS_TO_READ_THE_NOTIFICATIONS}, doctor tells whether S3 would refuse facepipe's entries next"
+                " to other consumers' (or deploy with -c facepipe:notifications=eventbridge, which coexists with all)",
+            )  # fmt: skip
         return Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "the deploy reads and writes its notifications")
     others = [e for e in s3_notifications.subscriptions(existing) if not s3_notifications.ours(e, plan.stack_name)]
     if plan.notifications == Delivery.EVENTBRIDGE:
@@ -249,10 +330,12 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
     clashes = s3_notifications.conflicts(existing, plan.wanted(), plan.stack_name)
     if clashes:
         other, want = clashes[0]
+        prefix = unquote_plus(want.prefix)  # as the operator wrote it in facepipe:keyPrefixes
         return Check(
             name, FAIL,
             f"s3://{bucket}: {other.describe()} overlaps facepipe's "
-            f"{'prefix ' + repr(want.prefix) if want.prefix else 'every-key'} entry; S3 will refuse the deploy",
+            f"{'prefix ' + repr(prefix) if prefix else 'every-key'} entry ({want.events[0]});"
+            " S3 will refuse the deploy",
             "deploy with -c facepipe:notifications=eventbridge (it coexists with every other consumer)",
         )  # fmt: skip
     notes.append(f"no overlap with its {len(others)} other notification entries")
@@ -275,22 +358,39 @@ def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, 
 def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
     """Each watched bucket still delivers to the function: its notification entries, or EventBridge on."""
     function = outputs[OUTPUT_FUNCTION]
-    locations = outputs.get(OUTPUT_WATCHED, f"s3://{outputs[OUTPUT_BUCKET]}/").split()
+    locations = split_locations(outputs.get(OUTPUT_WATCHED, f"s3://{outputs[OUTPUT_BUCKET]}/"))
     eventbridge = outputs.get(OUTPUT_NOTIFICATIONS) == Delivery.EVENTBRIDGE
     advice = "deploy again (make deploy); another tool may have replaced the bucket's notification configuration"
     s3 = client_for("s3")
     configs: dict[str, dict[str, Any]] = {}
     for location in locations:
         bucket, _, prefix = location[len("s3://") :].partition("/")
-        config = configs.setdefault(bucket, s3.get_bucket_notification_configuration(Bucket=bucket))
+        if bucket not in configs:
+            try:
+                configs[bucket] = s3.get_bucket_notification_configuration(Bucket=bucket)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchBucket":
+                    return Check(
+                        "notifications", FAIL,
+                        f"s3://{bucket} does not exist ({_error(exc)}): nothing reaches {function}",
+                        "the bucket was deleted outside the stack; create it again under this name, then make deploy"
+                        " (CloudFormation does not recreate what was deleted behind its back)",
+                    )  # fmt: skip
+                if _code(exc) in DENIED:
+                    return _cannot_read(
+                        "notifications", f"the notification configuration of s3://{bucket}", exc,
+                        f"{NEEDS_TO_READ_THE_NOTIFICATIONS} on the bucket",
+                    )  # fmt: skip
+                raise
+        config = configs[bucket]
         if eventbridge:
             if "EventBridgeConfiguration" not in config:
                 return Check("notifications", FAIL, f"s3://{bucket} does not send its events to EventBridge", advice)
             continue
-        events = {
+        events = {  # S3 keeps the filter in the URL-encoded form the stack wrote (notification_form)
             event
             for entry in s3_notifications.subscriptions(config)
-            if entry.target.split(":")[6:7] == [function] and entry.prefix == prefix
+            if entry.target.split(":")[6:7] == [function] and entry.prefix == notification_form(prefix)
             for event in entry.events
         }
         missing = [e for e in NOTIFICATION_EVENTS if e not in events]
@@ -298,7 +398,11 @@ def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> 
             return Check(
                 "notifications", FAIL, f"{location} does not notify {function} of {', '.join(missing)}", advice
             )
-    how = "sends its events to EventBridge" if eventbridge else f"notifies {function} of created and removed objects"
+    how = (
+        "sends its events to EventBridge"
+        if eventbridge
+        else f"notifies {function} of created, removed and expired objects"
+    )
     return Check("notifications", OK, f"{' '.join(locations)} {how}")
 
 
@@ -307,6 +411,10 @@ def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan
     try:
         config = client_for("lambda").get_function_event_invoke_config(FunctionName=function)
     except ClientError as exc:
+        if _code(exc) in DENIED:
+            return _cannot_read(
+                "async-config", f"{function}'s async config", exc, "lambda:GetFunctionEventInvokeConfig on it"
+            )
         return Check("async-config", FAIL, f"{function}: {_error(exc)}", "deploy again: make deploy")
     destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
     queue = outputs[OUTPUT_DLQ_URL].rstrip("/").rsplit("/", 1)[-1]
@@ -328,15 +436,32 @@ def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan
 
 def alarms(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
     topic = outputs[OUTPUT_ALARM_TOPIC]
-    found = [
-        a
-        for page in client_for("cloudwatch").get_paginator("describe_alarms").paginate()
-        for a in page.get("MetricAlarms", [])
-        if topic in a.get("AlarmActions", [])
-    ]
+    try:
+        found = [
+            a
+            for page in client_for("cloudwatch").get_paginator("describe_alarms").paginate()
+            for a in page.get("MetricAlarms", [])
+            if topic in a.get("AlarmActions", [])
+        ]
+    except ClientError as exc:
+        if _code(exc) in DENIED:
+            return _cannot_read("alarms", "the account's alarms", exc, "cloudwatch:DescribeAlarms")
+        raise
     if not found:
         return Check("alarms", FAIL, f"no alarm notifies {topic}", "deploy again: make deploy")
-    subscriptions = client_for("sns").list_subscriptions_by_topic(TopicArn=topic).get("Subscriptions", [])
+    try:
+        subscriptions = client_for("sns").list_subscriptions_by_topic(TopicArn=topic).get("Subscriptions", [])
+    except ClientError as exc:
+        if _code(exc) == "NotFound":
+            return Check(
+                "alarms", FAIL, f"{len(found)} alarms notify {topic}, which does not exist ({_error(exc)}): nobody"
+                " hears them",
+                "the topic was deleted outside the stack, and make deploy does not notice: create it again under"
+                " this name (and subscribe to it), or delete the stack and deploy it anew",
+            )  # fmt: skip
+        if _code(exc) in DENIED:
+            return _cannot_read("alarms", f"the subscriptions of {topic}", exc, "sns:ListSubscriptionsByTopic on it")
+        raise
     confirmed = [s for s in subscriptions if s["SubscriptionArn"].startswith("arn:")]
     if not confirmed:
         pending = len(subscriptions) - len(confirmed)

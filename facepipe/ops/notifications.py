@@ -1,6 +1,10 @@
 """S3 notification configurations as S3 judges them: which entries overlap (S3 refuses the whole configuration),
 which are facepipe's own. `doctor` uses this before a deploy attaches to an existing bucket, and local mode's
-moto refuses overlaps with it as S3 does (facepipe/local/moto_patches.py)."""
+moto refuses overlaps with it as S3 does (facepipe/local/moto_patches.py).
+
+S3 keeps a filter's prefix and suffix as written, in the URL-encoded form it matches keys in (a space is "+",
+"größe" is "gr%C3%B6%C3%9Fe"), and compares them so: an entry facepipe is about to add must be in that form too
+(detect_faces.subscriptions.notification_form), never the raw prefix."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ OVERLAP_MESSAGE = (
 
 @dataclass(frozen=True)
 class Subscription:
-    """One entry of a bucket's notification configuration."""
+    """One entry of a bucket's notification configuration; `prefix` and `suffix` as the filter holds them."""
 
     target: str
     events: tuple[str, ...]
@@ -58,6 +62,10 @@ def subscriptions(configuration: dict[str, Any]) -> list[Subscription]:
 
 
 def _events_overlap(a: Iterable[str], b: Iterable[str]) -> bool:
+    """A common event type: the same one, or one that a wildcard of its own kind covers ("s3:ObjectRemoved:*" covers
+    "s3:ObjectRemoved:Delete"). Each kind is S3's own: "s3:ObjectRemoved:*" and "s3:LifecycleExpiration:*" are
+    different types (a lifecycle deletion sends only the second), so entries for them never overlap."""
+
     def covers(pattern: str, event: str) -> bool:
         return pattern == event or (pattern.endswith("*") and event.startswith(pattern[:-1]))
 

@@ -20,6 +20,7 @@ from detect_faces.contract import (
     OUTPUT_WATCHED,
 )
 from detect_faces.results import ResultsStore
+from detect_faces.subscriptions import split_locations
 
 from .errors import OpsError
 
@@ -88,7 +89,7 @@ def stack_target(stack_name: str, session: Any = None) -> Target:
         function_name=outputs[OUTPUT_FUNCTION],
         client_for=session.client,
         description=f"stack {stack_name} ({session.region_name})",
-        locations=tuple(outputs.get(OUTPUT_WATCHED, "").split()),
+        locations=split_locations(outputs.get(OUTPUT_WATCHED, "")),  # a prefix may hold a space
         backlog_function_arn=outputs.get(OUTPUT_BACKLOG_FUNCTION, ""),
         batch_job_role_arn=outputs.get(OUTPUT_BATCH_JOB_ROLE, ""),
         reports_bucket=outputs.get(OUTPUT_REPORTS_BUCKET, ""),

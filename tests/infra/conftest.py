@@ -46,3 +46,24 @@ def eventbridge_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         notifications="eventbridge",
         kmsKeyArns=[KEY_ARN],
     )
+
+
+@pytest.fixture(scope="session")
+def special_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Prefixes with characters S3 wants URL-encoded in a notification filter (non-ASCII, a space), S3 delivery."""
+    return synth(
+        tmp_path_factory.mktemp("cdk-special"),
+        existingBuckets='["my-photos"]',
+        keyPrefixes='["fotos/größe/", "Camera Uploads/"]',
+    )
+
+
+@pytest.fixture(scope="session")
+def special_eventbridge_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The same with EventBridge delivery, and a prefix S3 delivery refuses (parentheses): its rule matches raw keys."""
+    return synth(
+        tmp_path_factory.mktemp("cdk-special-eventbridge"),
+        existingBuckets='["my-photos"]',
+        keyPrefixes='["fotos/größe/", "Camera Uploads (2019)/"]',
+        notifications="eventbridge",
+    )

@@ -9,6 +9,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
+from detect_faces.subscriptions import NOTIFICATION_EVENTS
 from facepipe.local import photos
 from facepipe.local.attach import AttachError
 from facepipe.local.aws import FOREIGN_PREFIX
@@ -82,7 +83,7 @@ def test_an_existing_bucket_keeps_its_other_consumer_through_attach_and_detach(
         # attached: the other consumer's entry is still there, next to facepipe's two
         config = s3.get_bucket_notification_configuration(Bucket="their-photos")
         ids = [c["Id"] for c in config["QueueConfigurations"]]
-        assert "other-consumer" in ids and len(ids) == 3
+        assert "other-consumer" in ids and len(ids) == 1 + len(NOTIFICATION_EVENTS)
 
         local.upload("uploads/astronaut.jpg", FACE)  # unversioned: no version id anywhere
         s3.put_object(Bucket="their-photos", Key=f"{FOREIGN_PREFIX}report.csv", Body=b"a,b\n")
@@ -150,3 +151,80 @@ def test_attaching_next_to_an_overlapping_entry_is_refused_as_s3_refuses_it(dete
     finally:
         pipeline.stop()
     assert OVERLAP_MESSAGE.startswith("Configuration is ambiguously defined")
+
+
+def ours(local: Local) -> dict[str, set[str]]:
+    """facepipe's notification entries on the bucket: their filter value, and the event types under it."""
+    config = local.s3.get_bucket_notification_configuration(Bucket=local.p.bucket)
+    found: dict[str, set[str]] = {}
+    for entry in config.get("QueueConfigurations", []):
+        if entry["Id"] == "other-consumer":
+            continue
+        rules = entry.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        found.setdefault(rules[0]["Value"] if rules else "", set()).update(entry["Events"])
+    return found
+
+
+def test_a_prefix_with_special_characters_is_attached_encoded_and_its_uploads_reach_an_outcome(
+    detector: CenterFaceDetector, invocations: list[dict[str, Any]]
+) -> None:
+    """The S3 user guide ("Configuring event notifications using object key name filtering"): "If you use any other
+    special characters in the value of the prefix or suffix, you must enter them in URL-encoded (percent-encoded)
+    format." S3 matches that against the URL-encoded key; local mode's moto does too (moto_patches.py), so a raw
+    filter here would deliver nothing, as on AWS."""
+    local = start(detector, invocations, existing_bucket="their-photos", key_prefix="fotos/größe/")
+    try:
+        assert ours(local) == {"fotos/gr%C3%B6%C3%9Fe/": set(NOTIFICATION_EVENTS)}
+        local.upload("fotos/größe/astronaut.jpg", FACE)
+        local.s3.put_object(Bucket="their-photos", Key="fotos/grosse/astronaut.jpg", Body=FACE)  # another prefix
+        local.settle()
+        result = local.result("fotos/größe/astronaut.jpg")
+        assert result.status == "DETECTED" and result.face_count >= 1
+        assert local.store.get("their-photos", "fotos/grosse/astronaut.jpg") is None
+        keys = [r["s3"]["object"]["key"] for e in invocations for r in e.get("Records", [])]
+        assert keys == ["fotos/gr%C3%B6%C3%9Fe/astronaut.jpg"]  # as S3 writes it: "/" as it is, the rest encoded
+        assert local.dlq() == []
+    finally:
+        local.p.stop()
+
+
+@pytest.mark.parametrize(
+    ("delivery", "existing", "expiry"),
+    [("s3", False, "LifecycleExpiration:DeleteMarkerCreated"),  # versioned: the rule makes a delete marker
+     ("s3", True, "LifecycleExpiration:Delete"),  # unversioned: the rule deletes the object for good
+     ("eventbridge", False, "Delete Marker Created"),
+     ("eventbridge", True, "Permanently Deleted")],
+)  # fmt: skip
+def test_a_lifecycle_expiration_reaches_the_function_by_either_delivery_and_deletes_the_result(
+    detector: CenterFaceDetector, invocations: list[dict[str, Any]], delivery: str, existing: bool, expiry: str
+) -> None:
+    """s3:ObjectRemoved:* does not carry lifecycle deletions ("You will not receive event notifications from
+    automatic deletes from lifecycle policies or from failed operations", S3 user guide, "Supported event types for
+    SQS, SNS, and Lambda"); s3:LifecycleExpiration:* does. EventBridge's Object Deleted carries them with reason
+    "Lifecycle Expiration". Both deliveries see the expiry (moto_patches.expire sends what S3 sends for it)."""
+    from facepipe.local.aws import ACCOUNT
+    from facepipe.local.moto_patches import expire
+
+    settings: dict[str, Any] = {"notifications": delivery}
+    if existing:
+        settings.update(existing_bucket="their-photos", key_prefix="old/")
+    local = start(detector, invocations, **settings)
+    try:
+        if delivery == "s3":
+            every_change = {"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"}
+            assert ours(local) == {"old/" if existing else "": every_change}
+        local.upload("old/astronaut.jpg", FACE)
+        local.settle()
+        assert local.result("old/astronaut.jpg").status == "DETECTED"
+        expire(ACCOUNT, local.p.bucket, "old/astronaut.jpg")
+        local.events += 1
+        local.settle(timeout=30)
+        assert local.result("old/astronaut.jpg").status == "DELETED"
+        last = invocations[-1]
+        if delivery == "s3":
+            assert last["Records"][0]["eventName"] == expiry
+        else:
+            assert (last["detail"]["reason"], last["detail"]["deletion-type"]) == ("Lifecycle Expiration", expiry)
+        assert local.dlq() == []
+    finally:
+        local.p.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -16,13 +17,16 @@ from moto import mock_aws
 from detect_faces import contract
 from facepipe.cli import main
 from facepipe.ops import doctor
-from tests.helpers import REGION
+from facepipe.ops import notifications as s3_notifications
+from tests.helpers import REGION, fail_calls
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "123456789012"
 STACK, BUCKET, FUNCTION, QUEUE = "Facepipe", "uploads", "detect-faces-fn", "dlq"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+# created, removed by a request, removed by a lifecycle rule (tests/infra/test_existing_buckets.py quotes S3)
+EVERY_CHANGE = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*")
 
 
 class Account:
@@ -36,7 +40,7 @@ class Account:
         self.clients["ssm"].put_parameter(Name=doctor.BOOTSTRAP_PARAMETER, Value="30", Type="String")
         s3 = self.clients["s3"]
         s3.create_bucket(Bucket=BUCKET)
-        self.notify(["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])
+        self.notify(list(EVERY_CHANGE))
         queue_url = self.clients["sqs"].create_queue(QueueName=QUEUE)["QueueUrl"]
         self.topic = self.clients["sns"].create_topic(Name="alarms")["TopicArn"]
         self.clients["sns"].subscribe(TopicArn=self.topic, Protocol="email", Endpoint="ops@example.com")
@@ -58,6 +62,7 @@ class Account:
             "DestinationConfig": {"OnFailure": {"Destination": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"}},
         }
         self.tps = 50.0
+        self.account_settings: dict[str, Any] | None = None  # Lambda's GetAccountSettings answer, when not the limits
 
     def notify(self, events: list[str]) -> None:
         self.clients["s3"].put_bucket_notification_configuration(
@@ -74,8 +79,11 @@ class Account:
             AlarmActions=[topic],
         )  # fmt: skip
 
-    def run(self, plan: doctor.Plan | None = None, stack: str | None = STACK, region: str = REGION) -> dict[str, Any]:
-        self.lambda_stub.add_response("get_account_settings", {"AccountLimit": self.limits})
+    @contextmanager
+    def stubbed(self, stack: bool) -> Iterator[None]:
+        """Lambda's and Service Quotas' answers for one run, in the order doctor asks."""
+        answer = {"AccountLimit": self.limits} if self.account_settings is None else self.account_settings
+        self.lambda_stub.add_response("get_account_settings", answer)
         quota = {"ServiceCode": "rekognition", "QuotaName": "Transactions per second per account for the Amazon "
                  "Rekognition Image operation DetectFaces", "QuotaCode": "L-1", "Value": self.tps}  # fmt: skip
         self.quota_stub.add_response("list_service_quotas", {"Quotas": [quota]}, {"ServiceCode": "rekognition"})
@@ -84,8 +92,28 @@ class Account:
                 "get_function_event_invoke_config", self.invoke_config, {"FunctionName": FUNCTION}
             )
         with self.lambda_stub, self.quota_stub:
+            yield
+
+    def run(self, plan: doctor.Plan | None = None, stack: str | None = STACK, region: str = REGION) -> dict[str, Any]:
+        with self.stubbed(bool(stack)):
             checks = doctor.run(self.clients.__getitem__, region, plan or doctor.Plan(reserved_concurrency=20), stack)
         return {c.name: c for c in checks}
+
+    def cli(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+        """`facepipe doctor --stack Facepipe ARGS` against this account: its exit code and what it printed."""
+        account = self
+
+        class Session:
+            region_name = REGION
+
+            def client(self, service: str) -> Any:
+                return account.clients[service]
+
+        monkeypatch.setattr(boto3.session, "Session", lambda *a, **k: Session())
+        with self.stubbed(stack=True):
+            code = main(["doctor", "--stack", STACK, "--reserved-concurrency", "20", *args])
+        out, err = capsys.readouterr()
+        return code, out + err
 
 
 @pytest.fixture
@@ -307,7 +335,7 @@ def test_the_deployed_check_covers_every_watched_prefix_and_eventbridge(account:
     config = s3.get_bucket_notification_configuration(Bucket=THEIRS)
     ours = [{"LambdaFunctionArn": FUNCTION_ARN, "Events": [event],
              "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}}
-            for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")]  # fmt: skip
+            for event in EVERY_CHANGE]  # fmt: skip
     s3.put_bucket_notification_configuration(
         Bucket=THEIRS,
         NotificationConfiguration={"QueueConfigurations": config["QueueConfigurations"],
@@ -320,3 +348,155 @@ def test_the_deployed_check_covers_every_watched_prefix_and_eventbridge(account:
     outputs[contract.OUTPUT_NOTIFICATIONS] = "eventbridge"
     check = doctor.notifications(account.clients.__getitem__, outputs)
     assert check.status == doctor.FAIL and "does not send its events to EventBridge" in check.detail
+
+
+# ---- prefixes as S3 compares them, and lifecycle expirations --------------------------------------------------
+# S3 keeps a filter as written and matches it against URL-encoded keys ("Configuring event notifications using object
+# key name filtering": special characters "must be URL-encoded"), so it judges overlaps between the encoded forms too.
+
+
+@pytest.mark.parametrize(
+    ("theirs", "status"),
+    [("fotos/gr%C3%B6%C3%9Fe/", doctor.FAIL),  # their app watches the same keys: S3 refuses facepipe's entries
+     ("fotos/größe/", doctor.OK)],  # a raw filter is another prefix to S3 (it matches no upload there)
+)  # fmt: skip
+def test_an_overlap_is_judged_on_the_encoded_prefixes_as_s3_judges_it(account: Account, theirs: str, status: str):
+    their_bucket(account, prefix=theirs)
+    check = account.run(attach_plan(key_prefixes=("fotos/größe/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == status, check.detail
+    if status == doctor.FAIL:
+        assert "overlaps facepipe's prefix 'fotos/größe/' entry" in check.detail
+
+
+def test_lifecycle_expirations_are_facepipes_too_and_overlap_only_their_own_type(account: Account) -> None:
+    their_bucket(account, prefix="", events="s3:LifecycleExpiration:*")  # their app hears every expiry
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.FAIL and "s3:LifecycleExpiration:*" in check.detail
+    # S3's own event types: a removal by a request is not an expiry by a lifecycle rule
+    removals = s3_notifications.Subscription("theirs", ("s3:ObjectRemoved:*",))
+    for expiries in (("s3:LifecycleExpiration:*",), ("s3:LifecycleExpiration:Delete",)):
+        assert not s3_notifications.overlap(removals, s3_notifications.Subscription("facepipe", expiries))
+    assert s3_notifications.overlap(
+        s3_notifications.Subscription("a", ("s3:LifecycleExpiration:Delete",)),
+        s3_notifications.Subscription("b", ("s3:LifecycleExpiration:*",)),
+    )
+
+
+def test_notifications_that_miss_lifecycle_expirations_fail(account: Account) -> None:
+    account.notify(["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])  # a deploy from before they were subscribed
+    check = account.run()["notifications"]
+    assert check.status == doctor.FAIL and "s3:LifecycleExpiration:*" in check.detail
+
+
+def test_the_deployed_check_finds_a_special_prefix_under_its_encoded_filter(account: Account) -> None:
+    s3 = account.clients["s3"]
+    s3.create_bucket(Bucket=THEIRS)
+    ours = [{"LambdaFunctionArn": FUNCTION_ARN, "Events": [event],
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "Camera+Uploads/"}]}}}
+            for event in EVERY_CHANGE]  # fmt: skip
+    s3.put_bucket_notification_configuration(
+        Bucket=THEIRS, NotificationConfiguration={"LambdaFunctionConfigurations": ours}
+    )
+    outputs = {contract.OUTPUT_BUCKET: THEIRS, contract.OUTPUT_FUNCTION: FUNCTION,
+               contract.OUTPUT_WATCHED: f"s3://{THEIRS}/Camera Uploads/"}  # fmt: skip
+    check = doctor.notifications(account.clients.__getitem__, outputs)
+    assert check.status == doctor.OK, check.detail
+
+
+# ---- every check its line, whatever the account looks like ---------------------------------------------------
+
+
+def answer(client: Any, operation: str, fields: dict[str, Any]) -> None:
+    """Every answer to `operation` on `client` holds exactly `fields` (with its metadata), as AWS could answer."""
+
+    def hook(parsed: dict[str, Any], **_: Any) -> None:
+        metadata = parsed.get("ResponseMetadata")
+        parsed.clear()
+        parsed.update(fields, ResponseMetadata=metadata)
+
+    client.meta.events.register(f"after-call.{client.meta.service_model.service_id.hyphenize()}.{operation}", hook)
+
+
+def lines(output: str) -> dict[str, str]:
+    """The printed check lines by check name: the status."""
+    found = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in (doctor.OK, doctor.WARN, doctor.FAIL):
+            found[words[1]] = words[0]
+    return found
+
+
+AFTER_THE_DEPLOY = {"stack": doctor.OK, "notifications": doctor.OK, "async-config": doctor.OK, "alarms": doctor.OK}
+BEFORE_IT = {"credentials": doctor.OK, "region": doctor.OK, "bootstrap": doctor.OK, "concurrency": doctor.OK,
+             "detectfaces-quota": doctor.OK}  # fmt: skip
+
+
+def test_a_deleted_uploads_bucket_is_one_fail_line_and_every_other_check_still_runs(
+    account: Account, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account.clients["s3"].delete_bucket(Bucket=BUCKET)
+    code, out = account.cli(monkeypatch, capsys)
+    assert lines(out) == {**BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.FAIL}
+    assert "NoSuchBucket" in out and f"s3://{BUCKET} does not exist" in out and "error:" not in out
+    assert code == 1
+
+
+def test_a_deleted_alarm_topic_is_one_fail_line(account: Account) -> None:
+    account.clients["sns"].delete_topic(TopicArn=account.topic)  # the alarms still name it
+    checks = account.run()
+    assert {n: c.status for n, c in checks.items()} == {**BEFORE_IT, **AFTER_THE_DEPLOY, "alarms": doctor.FAIL}
+    assert "NotFound" in checks["alarms"].detail and "deleted outside the stack" in checks["alarms"].advice
+
+
+def test_credentials_that_may_not_read_the_notifications_warn_and_name_the_permission(
+    account: Account, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator policy grants the operator commands, not doctor's reads of the stack's configuration; an
+    operator running `doctor --stack` learns which permission its checks need, and the rest still run."""
+    fail_calls(account.clients["s3"], "GetBucketNotificationConfiguration", "AccessDenied", set(range(1, 10)))
+    code, out = account.cli(monkeypatch, capsys)
+    assert lines(out) == {**BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.WARN}
+    assert "AccessDenied" in out and "s3:GetBucketNotificationConfiguration" in out
+    assert code == 0  # a check that could not be made is no failure of the account
+    # before a deploy onto an existing bucket: the overlap cannot be judged, the bucket's other settings can
+    their_bucket(account)
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None)[f"bucket {THEIRS}"]
+    assert check.status == doctor.WARN and "unversioned" in check.detail
+    assert "s3:GetBucketNotificationConfiguration" in check.advice
+
+
+def test_a_bootstrap_version_that_is_no_whole_number_warns(account: Account) -> None:
+    account.clients["ssm"].put_parameter(Name=doctor.BOOTSTRAP_PARAMETER, Value="30.1", Overwrite=True)
+    checks = account.run()
+    assert {n: c.status for n, c in checks.items()} == {**BEFORE_IT, **AFTER_THE_DEPLOY, "bootstrap": doctor.WARN}
+    assert "'30.1'" in checks["bootstrap"].detail and "make bootstrap" in checks["bootstrap"].advice
+
+
+@pytest.mark.parametrize(
+    ("constraint", "region"),
+    [("EU", "eu-west-1"),  # GetBucketLocation's legacy name for eu-west-1
+     (None, "us-east-1"), ("", "us-east-1")],  # a bucket in us-east-1 has no location constraint
+)  # fmt: skip
+def test_a_bucket_location_is_read_as_s3_means_it(account: Account, constraint: str | None, region: str) -> None:
+    their_bucket(account)
+    answer(account.clients["s3"], "GetBucketLocation", {} if constraint is None else {"LocationConstraint": constraint})
+    check = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None, region=region)[f"bucket {THEIRS}"]
+    assert check.status == doctor.OK and f"in {region}:" in check.detail, check.detail
+    other = "us-west-2"
+    moved = account.run(attach_plan(key_prefixes=("uploads/",)), stack=None, region=other)[f"bucket {THEIRS}"]
+    assert moved.status == doctor.FAIL and f"is in {region}, the stack in {other}" in moved.detail
+    assert f"deploy in {region}" in moved.advice
+
+
+def test_an_unexpected_error_in_one_check_is_its_fail_line_and_the_next_checks_run(account: Account) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    fail_calls(account.clients["ssm"], "GetParameter", EndpointConnectionError(endpoint_url="https://ssm"), {1})
+    account.account_settings = {}  # an answer without AccountLimit: a KeyError inside the concurrency check
+    checks = account.run()
+    assert list(checks) == [*BEFORE_IT, *AFTER_THE_DEPLOY]
+    assert checks["bootstrap"].status == doctor.WARN and "Could not connect" in checks["bootstrap"].detail
+    assert checks["concurrency"].status == doctor.FAIL and "KeyError" in checks["concurrency"].detail
+    assert "\n" not in checks["concurrency"].detail
+    assert all(checks[name].status == doctor.OK for name in AFTER_THE_DEPLOY)
