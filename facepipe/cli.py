@@ -166,7 +166,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         else:
             faces = "-" if result.face_count is None or result.status != "DETECTED" else str(result.face_count)
             rows.append([result.key, result.status, faces, textwrap.shorten(result.reason or "", 70),
-                         result.detected_at or result.event_time or ""])  # fmt: skip
+                         result.finished_at or result.event_time or ""])  # fmt: skip
     if not args.json:
         print(_table(rows, ["key", "status", "faces", "reason", "time"]) if rows else "no results")
     return 0

@@ -42,7 +42,8 @@ def result_json(result: ImageResult) -> dict[str, Any]:
         "status": result.status,
         "reason": result.reason,
         "face_count": result.face_count,
-        "detected_at": result.detected_at,
+        "finished_at": result.finished_at,
+        "detected_at": result.finished_at,  # the name before 0.3, kept for scripts that read it
         "faces": result.faces,
     }
 

@@ -30,9 +30,15 @@ class Status(enum.StrEnum):
     PROCESSING = "PROCESSING"  # claimed by an invocation that is working on it
     DETECTED = "DETECTED"  # DetectFaces succeeded; face_count may be 0
     REJECTED = "REJECTED"  # the object can never be analysed (format, size, corrupt); not retried
-    FAILED = "FAILED"  # sent to the DLQ by the function (object unreadable); redrive to retry
+    DEAD_LETTERED = "DEAD_LETTERED"  # object unreadable; its failure record is in the DLQ (redrive to retry)
+    TASK_FAILED = "TASK_FAILED"  # object unreadable in a backlog task; the job's completion report is its record
+    FAILED = "FAILED"  # written before 0.3 for either of the two above; read as "unreadable"
     RETRYING = "RETRYING"  # the invocation failed; Lambda retries, then its on-failure destination (DLQ)
     DELETED = "DELETED"  # tombstone: the object (or the analysed version) was removed, its face data deleted
+
+
+# The statuses of an object that could not be read: none is a result, each may be taken by a later event.
+UNREADABLE = frozenset({Status.DEAD_LETTERED, Status.TASK_FAILED, Status.FAILED})
 
 
 class Metric(enum.StrEnum):
@@ -45,7 +51,7 @@ class Metric(enum.StrEnum):
     THROTTLED_RETRIES = "ThrottledRetries"
     SKIPPED = "DuplicateOrStaleEvents"
     DELETED = "ResultsDeleted"
-    FAILED = "RecordsFailed"
+    RECORD_ERRORS = "RecordErrors"  # records that raised: the invocation fails and Lambda retries it
     # The backlog function (backlog.py): its S3 Batch Operations tasks, by the result code each was answered
     BACKLOG_SUCCEEDED = "BacklogTasksSucceeded"
     BACKLOG_TEMPORARY_FAILURE = "BacklogTasksTemporaryFailure"

@@ -75,10 +75,10 @@ def build_processor(
     """Wire the core to AWS. Any client may be injected (tests, local mode); the rest come from boto3,
     which honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>."""
     from . import calls
+    from .claims import ImageClaims
     from .dead_letters import DeadLetterWriter
     from .objects import ObjectInspector
     from .rekognition import RekognitionFaces
-    from .results import ResultsStore
     from .retry import Backoff, retry_hook
     from .settings import Settings
 
@@ -108,7 +108,7 @@ def build_processor(
         settings=settings,
         rekognition=RekognitionFaces(client(rekognition, "rekognition", single), backoff, on_retry=retry_hook(sink)),
         inspector=ObjectInspector(client(s3, "s3", standard)),
-        results=ResultsStore(client(dynamodb, "dynamodb", standard), settings.results_table),
+        claims=ImageClaims(client(dynamodb, "dynamodb", standard), settings.results_table),
         dead_letters=DeadLetterWriter(client(sqs, "sqs", standard), settings.failure_queue_url),
         metrics=sink,
         **overrides,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from collections.abc import Callable
@@ -13,13 +14,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from . import calls
+from .claims import SCOPE_VERSION, Claim, ImageClaims
 from .contract import BACKFILL_EVENT_NAME, REDRIVE_FLAG, Metric, Status
 from .dead_letters import DeadLetterWriter
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
 from .objects import ObjectInspector, not_current
 from .rekognition import RekognitionFaces
-from .results import SCOPE_VERSION, Claim, ResultsStore
 from .retry import MetricsSink
 from .settings import Settings
 
@@ -47,13 +48,32 @@ class ImageBusyError(Exception):
     expired; succeeding would end the event with no outcome if the holder had died."""
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A live record: an unreadable object's failure record goes to the DLQ. `payload` is what a replay of this one
+    object sends (its failure record's requestPayload); `redrive` the run mark of an operator's replay, if any."""
+
+    payload: dict[str, Any]
+    redrive: Any = None
+
+
+class JobReport(enum.Enum):
+    """A backlog task: no failure record; the job's completion report is the record (stored TASK_FAILED)."""
+
+    JOB_REPORT = "job report"
+
+
+JOB_REPORT = JobReport.JOB_REPORT
+FailurePolicy = DeadLetter | JobReport
+
+
 class Processor:
     def __init__(
         self,
         settings: Settings,
         rekognition: RekognitionFaces,
         inspector: ObjectInspector,
-        results: ResultsStore,
+        claims: ImageClaims,
         dead_letters: DeadLetterWriter,
         metrics: MetricsSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -62,7 +82,7 @@ class Processor:
         self.settings = settings
         self.rekognition = rekognition
         self.inspector = inspector
-        self.results = results
+        self.claims = claims
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.clock = clock
@@ -80,16 +100,17 @@ class Processor:
             # Thread-local keys: in local mode several invocations share one Logger on threads.
             logger.thread_safe_clear_keys()
             logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
+            failure = DeadLetter(delivery.payload, redrive)
             try:
                 try:
-                    results.append(self._process(delivery.parse(), delivery.payload, context, redrive).as_dict())
+                    results.append(self._process(delivery.parse(), failure, context).as_dict())
                 except InvalidEventError as exc:
                     # A malformed record will never parse: dead-letter it now, with the reason, and go on.
-                    results.append(self._dead_letter_malformed(delivery.payload, exc, context, redrive).as_dict())
+                    results.append(self._dead_letter_malformed(failure, exc, context).as_dict())
             except Exception as exc:
                 key = delivery.key()
                 logger.exception("record failed", key=key, error_type=type(exc).__name__)
-                self.metrics.add_metric(name=Metric.FAILED, unit=MetricUnit.Count, value=1)
+                self.metrics.add_metric(name=Metric.RECORD_ERRORS, unit=MetricUnit.Count, value=1)
                 failed.append((key, exc))
         logger.thread_safe_clear_keys()
         if len(failed) == 1:
@@ -114,13 +135,11 @@ class Processor:
             raise ValueError(f"a task is a backfill record ({BACKFILL_EVENT_NAME}), not {event.event_name}")
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(function_request_id=context.aws_request_id)
-        return self._process(event, None, context)
+        return self._process(event, JOB_REPORT, context)
 
-    def _process(
-        self, event: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any = None
-    ) -> RecordResult:
-        """`payload` is what a replay of this object sends: its failure record's requestPayload. None for a
-        backlog task (process_task), which has no failure record: its job's completion report is one."""
+    def _process(self, event: ImageEvent, failure: FailurePolicy, context: InvocationContext) -> RecordResult:
+        """`failure` says where an unreadable object's record goes: the DLQ (with what a replay sends), or, for a
+        backlog task, nowhere but the job's completion report."""
         logger.thread_safe_append_keys(
             aws_calls=calls.begin_record(),  # filled as the record's calls complete; every line shows it so far
             correlation_id=event.ref.uri,
@@ -129,7 +148,7 @@ class Processor:
             event_name=event.event_name,
         )
         if event.is_removal:
-            return self._remove(event, payload, context, redrive)
+            return self._remove(event, failure, context)
         if not event.is_creation:
             logger.warning("event type not handled", event_name=event.event_name)
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
@@ -137,7 +156,7 @@ class Processor:
         if event.is_backfill:
             current = self.inspector.current(event.ref)
             changed = not_current(event.ref, event.etag, current)
-            if current is None and payload is None:
+            if current is None and failure is JOB_REPORT:
                 # A backlog task names an object the bucket does not have. Its removal is recorded: nothing to do.
                 # Otherwise (a wrong manifest, a removal long forgotten) it is FAILED, as a live upload whose object
                 # is gone, and no older version of it is read.
@@ -159,25 +178,25 @@ class Processor:
                 logger.thread_safe_append_keys(version_id=event.ref.version_id)
 
         now = self.clock()
-        claim = self._claim(event, now, context, redrive)
+        claim = self._claim(event, now, context, failure)
         if not claim.acquired and _may_be_current_again(event, claim.previous):
             # An older create meets a one-version tombstone: its version may be the current one again (a newer
             # version or a delete marker was deleted for good). A HEAD decides; only then may it take the image.
             current = self.inspector.current(event.ref)
             if current is not None and not_current(event.ref, event.etag, current) is None:
                 event = event.now_current(event.ref.version_id, event.etag, event.size)
-                claim = self._claim(event, now, context, redrive)
+                claim = self._claim(event, now, context, failure)
         if not claim.acquired:
             return self._not_claimed(event, claim, now)
-        return self._claimed(event, payload, claim, context, redrive, missing)
+        return self._claimed(event, failure, claim, context, missing)
 
-    def _claim(self, event: ImageEvent, now: datetime, context: InvocationContext, redrive: Any) -> Claim:
-        return self.results.claim(
+    def _claim(self, event: ImageEvent, now: datetime, context: InvocationContext, failure: FailurePolicy) -> Claim:
+        return self.claims.claim(
             event,
             self.new_token(),
             now,
             lease_seconds=self.settings.claim_lease_seconds,
-            redrive=bool(redrive),
+            redrive=isinstance(failure, DeadLetter) and bool(failure.redrive),
             request_id=context.aws_request_id,
         )
 
@@ -196,18 +215,17 @@ class Processor:
     def _claimed(
         self,
         event: ImageEvent,
-        payload: dict[str, Any] | None,
+        failure: FailurePolicy,
         claim: Claim,
         context: InvocationContext,
-        redrive: Any,
         missing: ObjectUnreadable | None = None,
     ) -> RecordResult:
         try:
-            return self._analyse(event, payload, claim, context, redrive, missing)
+            return self._analyse(event, failure, claim, context, missing)
         except Exception as exc:
             reason = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
             try:
-                self.results.mark_retrying(event, claim, reason)
+                self.claims.mark_retrying(event, claim, reason)
             except Exception:
                 # The claim stays PROCESSING until its lease ends; Lambda's retry (same request id) retakes it.
                 logger.exception("could not mark the claim RETRYING")
@@ -216,10 +234,9 @@ class Processor:
     def _analyse(
         self,
         event: ImageEvent,
-        payload: dict[str, Any] | None,
+        failure: FailurePolicy,
         claim: Claim,
         context: InvocationContext,
-        redrive: Any,
         missing: ObjectUnreadable | None = None,
     ) -> RecordResult:
         key = event.ref.key
@@ -239,20 +256,20 @@ class Processor:
                 remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
             )
         except ImageRejected as rejected:
-            stored = self.results.store_rejected(event, claim, f"{rejected.code}: {rejected.message}", self.clock())
+            stored = self.claims.store_rejected(event, claim, f"{rejected.code}: {rejected.message}", self.clock())
             if not stored:
                 return self._superseded(event)
             logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
             self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
             return RecordResult(key, Outcome.REJECTED, reason=rejected.code, detail=str(rejected))
         except ObjectUnreadable as unreadable:
-            if payload is None:  # a backlog task: no failure record, its job's completion report is one
-                if not self.results.store_failed(event, claim, str(unreadable), self.clock()):
+            if not isinstance(failure, DeadLetter):  # a backlog task: its job's completion report is the record
+                if not self.claims.store_task_failed(event, claim, str(unreadable), self.clock()):
                     return self._superseded(event)
                 logger.warning("object unreadable", error_type=unreadable.code, reason=unreadable.message)
                 return RecordResult(key, Outcome.FAILED, reason=unreadable.code, detail=str(unreadable))
-            message_id = self._send_failure(payload, event.ref, unreadable.code, unreadable.message, context, redrive)
-            self.results.store_failed(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
+            message_id = self._send_failure(failure, event.ref, unreadable.code, unreadable.message, context)
+            self.claims.store_dead_lettered(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
             logger.warning(
                 "sent to dead-letter queue",
                 error_type=unreadable.code,
@@ -262,7 +279,7 @@ class Processor:
             self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
             return RecordResult(key, Outcome.DEAD_LETTERED, reason=unreadable.code)
 
-        if not self.results.store_detected(event, claim, faces, self.settings.face_attributes, self.clock()):
+        if not self.claims.store_detected(event, claim, faces, self.settings.face_attributes, self.clock()):
             return self._superseded(event)
         logger.info("faces stored", faces=len(faces))
         self.metrics.add_metric(name=Metric.DETECTED, unit=MetricUnit.Count, value=1)
@@ -270,42 +287,39 @@ class Processor:
         return RecordResult(key, Outcome.DETECTED, faces=len(faces))
 
     def _dead_letter_malformed(
-        self, payload: dict[str, Any], exc: InvalidEventError, context: InvocationContext, redrive: Any
+        self, failure: DeadLetter, exc: InvalidEventError, context: InvocationContext
     ) -> RecordResult:
-        """`payload` is what a replay would send: the malformed S3 record in an event, or the EventBridge event."""
+        """`failure.payload` is what a replay would send: the malformed S3 record in an event, or the EventBridge
+        event."""
+        payload, redrive = failure.payload, failure.redrive
         import hashlib  # the malformed-record path only
 
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         # Once per record: when another record of the event fails, Lambda retries the whole event.
         # A redrive is an operator's explicit replay: it dead-letters again.
-        first = redrive or self.results.note_malformed(
+        first = redrive or self.claims.note_malformed(
             fingerprint, str(exc), self.clock(), self.settings.tombstone_ttl_seconds
         )
         if not first:
             logger.info("malformed record already dead-lettered", reason=str(exc))
             return RecordResult("<malformed record>", Outcome.SKIPPED, reason="malformed record already dead-lettered")
         try:
-            self._send_failure(payload, None, "InvalidEventError", str(exc), context, redrive)
+            self._send_failure(failure, None, "InvalidEventError", str(exc), context)
         except Exception:
             if not redrive:
-                self.results.forget_malformed(fingerprint)
+                self.claims.forget_malformed(fingerprint)
             raise
         logger.warning("malformed record sent to dead-letter queue", reason=str(exc))
         self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
         return RecordResult("<malformed record>", Outcome.DEAD_LETTERED, reason="InvalidEventError")
 
     def _send_failure(
-        self,
-        payload: dict[str, Any],
-        ref: ObjectRef | None,
-        error_type: str,
-        message: str,
-        context: InvocationContext,
-        redrive: Any = None,
+        self, failure: DeadLetter, ref: ObjectRef | None, error_type: str, message: str, context: InvocationContext
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
+        redrive = failure.redrive
         return self.dead_letters.send(
-            payload,
+            failure.payload,
             ref=ref,
             error_type=error_type,
             error_message=message,
@@ -319,7 +333,7 @@ class Processor:
 
     def _removal_recorded(self, event: ImageEvent) -> bool:
         """The results table records the object's removal: a tombstone, or this very version deleted for good."""
-        stored = self.results.summary(event.ref.bucket, event.ref.key) or {}
+        stored = self.claims.results.summary(event.ref.bucket, event.ref.key) or {}
         if stored.get("status") == Status.DELETED:
             return True
         version = event.ref.version_key
@@ -330,10 +344,8 @@ class Processor:
         self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
         return RecordResult(event.ref.key, Outcome.SKIPPED, reason="superseded by a newer event")
 
-    def _remove(
-        self, event: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any
-    ) -> RecordResult:
-        if self.results.remove(event, self.clock(), self.settings.tombstone_ttl_seconds):
+    def _remove(self, event: ImageEvent, failure: FailurePolicy, context: InvocationContext) -> RecordResult:
+        if self.claims.remove(event, self.clock(), self.settings.tombstone_ttl_seconds):
             logger.info("results deleted")
             self.metrics.add_metric(name=Metric.DELETED, unit=MetricUnit.Count, value=1)
             result = RecordResult(event.ref.key, Outcome.DELETED)
@@ -346,13 +358,13 @@ class Processor:
             self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
             result = RecordResult(event.ref.key, Outcome.SKIPPED, reason=reason)
         if event.removes_one_version:
-            then = self._current_again(event, payload, context, redrive)
+            then = self._current_again(event, failure, context)
             if then is not None:
                 return replace(result, then=then)
         return result
 
     def _current_again(
-        self, removal: ImageEvent, payload: dict[str, Any] | None, context: InvocationContext, redrive: Any
+        self, removal: ImageEvent, failure: FailurePolicy, context: InvocationContext
     ) -> RecordResult | None:
         """After a version was deleted for good, the version S3 now shows current (an older one, after a rollback
         or an undelete) gets its result: S3 sends no event for it (docs/DESIGN.md, "Versions current again").
@@ -363,13 +375,13 @@ class Processor:
         event = removal.now_current(current.pinned_version, current.etag, current.size)
         logger.thread_safe_append_keys(version_id=event.ref.version_id, event_name=event.event_name)
         now = self.clock()
-        claim = self._claim(event, now, context, redrive)
+        claim = self._claim(event, now, context, failure)
         if not claim.acquired:
             if _held_by_another_live_claim(event, claim.previous, now):
                 self._not_claimed(event, claim, now)  # raises: the removal's retry comes back for this version
             logger.info("current version already has its result", stored_status=claim.previous.get("status"))
             return None
-        return self._claimed(event, payload, claim, context, redrive)
+        return self._claimed(event, failure, claim, context)
 
 
 def _may_be_current_again(event: ImageEvent, stored: dict[str, Any]) -> bool:

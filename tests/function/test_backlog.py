@@ -340,7 +340,7 @@ def test_a_missing_object_is_a_permanent_failure_recorded_failed_and_not_dead_le
     expected = "FAILED InvalidS3ObjectException: S3 has no such object (404, or 403 to a role without s3:ListBucket)"
     assert code_and_text(result) == {"resultCode": "PermanentFailure", "resultString": expected}
     image = bo.stored("nowhere.jpg")
-    assert image is not None and (image.status, image.reason) == ("FAILED", expected.removeprefix("FAILED "))
+    assert image is not None and (image.status, image.reason) == ("TASK_FAILED", expected.removeprefix("FAILED "))
     assert bo.detect_calls == []
     assert bo.p.aws.dlq_messages() == []  # the job's completion report is the failure record
 
@@ -353,7 +353,7 @@ def test_a_403_for_a_missing_key_is_what_aws_answers_the_role_and_ends_failed_to
     result = bo.task("nowhere.jpg")
 
     assert result["resultCode"] == "PermanentFailure" and "S3 has no such object" in result["resultString"]
-    assert status_of(bo, "nowhere.jpg") == "FAILED" and bo.detect_calls == []
+    assert status_of(bo, "nowhere.jpg") == "TASK_FAILED" and bo.detect_calls == []
 
 
 def test_an_object_rekognition_cannot_read_is_a_permanent_failure_recorded_failed(bo: Backlog) -> None:
@@ -366,7 +366,7 @@ def test_an_object_rekognition_cannot_read_is_a_permanent_failure_recorded_faile
         "resultCode": "PermanentFailure",
         "resultString": "FAILED InvalidS3ObjectException: Unable to get object metadata from S3",
     }
-    assert status_of(bo, "sealed.jpg") == "FAILED"
+    assert status_of(bo, "sealed.jpg") == "TASK_FAILED"
     assert bo.p.aws.dlq_messages() == []
 
 

@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import pytest
 
+from detect_faces.chunks import chunk_faces, chunk_faces_of, from_dynamo
 from detect_faces.contract import BACKFILL_SEQUENCER
 from detect_faces.dead_letters import failure_record, sqs_attribute_value
 from detect_faces.faces import decode as decode_faces
 from detect_faces.faces import encode as encode_faces
 from detect_faces.model import ImageEvent, InvalidEventError, normalize_sequencer
-from detect_faces.results import chunk_faces, chunk_faces_of, from_dynamo
 from detect_faces.retry import Backoff
 from detect_faces.settings import ConfigurationError, Settings
 from facepipe.local.aws import FAKE_CREDENTIALS

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
+from detect_faces.claims import ImageClaims
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from detect_faces.settings import Settings
@@ -125,7 +126,7 @@ def test_a_newer_version_replaces_the_older_result_and_its_faces(pipeline: Pipel
 
 def test_an_older_event_finishing_after_a_newer_one_is_discarded(pipeline: Pipeline) -> None:
     # Given an older event that claimed the image, and a newer one that claims and finishes meanwhile
-    results = store(pipeline)
+    results = ImageClaims(pipeline.aws.dynamodb, TABLE)
     now = datetime.now(UTC)
     older = ImageEvent.from_record(s3_record(BUCKET, "race.jpg", version_id="v1", sequencer="10"))
     newer = ImageEvent.from_record(s3_record(BUCKET, "race.jpg", version_id="v2", sequencer="20"))
@@ -139,13 +140,13 @@ def test_an_older_event_finishing_after_a_newer_one_is_discarded(pipeline: Pipel
 
     # Then it is discarded, with none of its face chunks left behind
     assert committed is False
-    image = results.get(BUCKET, "race.jpg")
+    image = results.results.get(BUCKET, "race.jpg")
     assert (image.version_id, image.face_count) == ("v2", 2)
     assert len(pipeline.aws.items("race.jpg")) == 2
 
 
 def test_a_claim_whose_invocation_died_can_be_taken_after_its_lease(pipeline: Pipeline) -> None:
-    results = store(pipeline)
+    results = ImageClaims(pipeline.aws.dynamodb, TABLE)
     event = ImageEvent.from_record(s3_record(BUCKET, "crash.jpg", sequencer="30"))
     now = datetime.now(UTC)
     assert results.claim(event, "first", now, lease_seconds=60, redrive=False).acquired
@@ -215,7 +216,7 @@ def test_an_event_that_is_not_an_s3_notification_fails_clearly(pipeline: Pipelin
 
 def test_chunks_left_by_an_interrupted_writer_are_cleaned_by_the_next_result(pipeline: Pipeline) -> None:
     # Given an older event's writer that stored face chunks and died before committing
-    results = store(pipeline)
+    results = ImageClaims(pipeline.aws.dynamodb, TABLE)
     now = datetime.now(UTC)
     older = ImageEvent.from_record(s3_record(BUCKET, "crashed.jpg", version_id="v1", sequencer="10"))
     assert results.claim(older, "dead-writer", now, lease_seconds=60, redrive=False).acquired
@@ -232,7 +233,7 @@ def test_chunks_left_by_an_interrupted_writer_are_cleaned_by_the_next_result(pip
     # Then only its own chunk is left beside META
     sks = sorted(i["sk"]["S"] for i in pipeline.aws.items("crashed.jpg"))
     assert sks == [f"FACES#{newer.sequencer}#0000", "META"]
-    assert results.get(BUCKET, "crashed.jpg").face_count == 1
+    assert results.results.get(BUCKET, "crashed.jpg").face_count == 1
 
 
 def test_a_malformed_record_is_dead_lettered_at_once_and_the_others_processed(pipeline: Pipeline) -> None:

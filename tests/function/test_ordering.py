@@ -240,4 +240,4 @@ def test_a_new_claim_shows_none_of_the_previous_versions_result(pipeline: Pipeli
     # Then the summary names v2 and shows no face count, time or attributes of v1
     image = store(pipeline).get(BUCKET, "v.jpg")
     assert (image.status, image.version_id) == ("RETRYING", version_of(put_v2))
-    assert (image.face_count, image.detected_at, image.attributes, image.faces) == (None, None, None, [])
+    assert (image.face_count, image.finished_at, image.attributes, image.faces) == (None, None, None, [])

@@ -62,7 +62,7 @@ def test_faces_found_are_stored_with_everything_known_about_the_image(pipeline: 
     assert image.status == "DETECTED"
     assert (image.bucket, image.key, image.version_id) == (BUCKET, "photos/team.jpg", version)
     assert image.size == len(JPEG_BYTES)
-    assert image.etag and image.sequencer and image.detected_at and image.event_time
+    assert image.etag and image.sequencer and image.finished_at and image.event_time
     assert image.attributes == "DEFAULT"
     assert image.face_count == 2
     assert image.faces == response["FaceDetails"]
@@ -201,7 +201,7 @@ def test_invalid_s3_object_goes_straight_to_the_dlq(pipeline: Pipeline) -> None:
     assert body["responsePayload"]["errorMessage"] == "Unable to get object metadata from S3"
     assert len(pipeline.rekognition.calls) == 2  # no retry of the unreadable one
     assert pipeline.sleeps == []
-    assert stored(pipeline, "gone.jpg").status == "FAILED"
+    assert stored(pipeline, "gone.jpg").status == "DEAD_LETTERED"
     assert pipeline.metrics()["ImagesSentToDLQ"] == 1
 
 
@@ -229,7 +229,7 @@ def test_a_403_on_the_precheck_is_a_missing_or_unreadable_object_not_a_retry(pip
     (message,) = pipeline.aws.dlq_messages()
     body = assert_failure_record(message, record, "InvalidS3ObjectException", pipeline.context)
     assert "S3 AccessDenied: the object is missing" in body["responsePayload"]["errorMessage"]
-    assert stored(pipeline, "gone-in-aws.jpg").status == "FAILED" and pipeline.rekognition.calls == []
+    assert stored(pipeline, "gone-in-aws.jpg").status == "DEAD_LETTERED" and pipeline.rekognition.calls == []
 
 
 def test_bucket_in_another_region_goes_to_the_dlq_with_a_clear_reason(pipeline: Pipeline) -> None:
@@ -316,7 +316,7 @@ def test_access_denied_fails_the_invocation_at_once(pipeline: Pipeline) -> None:
     assert pipeline.sleeps == []
     assert stored(pipeline, "secret.jpg").status == "RETRYING"
     assert pipeline.aws.dlq_messages() == []
-    assert pipeline.metrics()["RecordsFailed"] == 1
+    assert pipeline.metrics()["RecordErrors"] == 1
 
 
 # ---- ObjectRemoved: face data follows the bucket ------------------------------------------------

@@ -363,8 +363,8 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
     """Every operator command against a stack: results (+ --json), show, failures, redrive, backfill."""
     from datetime import UTC, datetime
 
+    from detect_faces.claims import ImageClaims
     from detect_faces.model import ImageEvent
-    from detect_faces.results import ResultsStore
     from facepipe.local.photos import photo
 
     outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: aws.queue_url,
@@ -375,7 +375,7 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()}}  # fmt: skip
     boto3.client("cloudformation", region_name=REGION).create_stack(StackName=STACK, TemplateBody=json.dumps(template))
     version = aws.put("team.jpg", photo("astronaut.jpg"))
-    store = ResultsStore(aws.dynamodb, TABLE)
+    store = ImageClaims(aws.dynamodb, TABLE)
     event = ImageEvent.from_record(s3_record(BUCKET, "team.jpg", version_id=version))
     now = datetime.now(UTC)
     claim = store.claim(event, "t", now, lease_seconds=60, redrive=False)

@@ -53,7 +53,7 @@ def test_an_unreadable_object_goes_to_the_dlq_with_a_replayable_record(local: Lo
     (failure,) = local.dlq()
     assert failure["responsePayload"]["errorType"] == "InvalidS3ObjectException"
     assert failure["requestPayload"] == {"Records": [record]}
-    assert local.result("vanished.jpg").status == "FAILED"
+    assert local.result("vanished.jpg").status == "DEAD_LETTERED"
 
 
 def test_a_late_create_of_a_version_deleted_for_good_ends_deleted_not_dead_lettered(local: Local) -> None:

@@ -171,7 +171,7 @@ def test_dead_attempts_reordered_deletions_and_undeletes_end_in_the_right_outcom
         local.settle()
 
         # The first attempt's release is throttled too: its claim stays PROCESSING, inside its lease.
-        results = handler.get_processor().results
+        results = handler.get_processor().claims
         release = results.mark_retrying
         released: set[str] = set()
 
@@ -334,7 +334,7 @@ def test_late_duplicated_and_twice_delivered_events_end_with_the_current_version
         assert (local.result("undelete/a.jpg").status, local.result("undelete/a.jpg").version_id) == ("DETECTED", v1)
 
         # 3. PUT v1, v2, v3; deliver v3, v2; DELETE v3 (v2 current); v3's removal; v1's late create
-        (r1, e1), (r2, e2), (r3, e3) = put("rollback/a.jpg"), put("rollback/a.jpg"), put("rollback/a.jpg")
+        (_, e1), (r2, e2), (r3, e3) = put("rollback/a.jpg"), put("rollback/a.jpg"), put("rollback/a.jpg")
         deliver(e3, e2)
         _, removal = delete("rollback/a.jpg", r3)
         deliver(removal, e1)

@@ -18,6 +18,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from detect_faces import contract
+from detect_faces.claims import ImageClaims
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from facepipe.local import aws as local_aws
@@ -234,7 +235,7 @@ def store_analysed(aws: Aws, key: str) -> str:
     """Upload the object and store a DETECTED result for that very version, as the function would."""
     version = aws.put(key, b"jpeg")
     event = ImageEvent.from_record(s3_record(BUCKET, key, version_id=version))
-    store = ResultsStore(aws.dynamodb, TABLE)
+    store = ImageClaims(aws.dynamodb, TABLE)
     now = datetime.now(UTC)
     claim = store.claim(event, "t", now, lease_seconds=60, redrive=False)
     store.store_detected(event, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)

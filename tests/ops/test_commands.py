@@ -14,6 +14,7 @@ from botocore.stub import ANY, Stubber
 from PIL import Image
 
 from detect_faces import contract
+from detect_faces.claims import ImageClaims
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from facepipe import ops
@@ -34,6 +35,7 @@ class Env:
         self.lambda_ = boto3.client("lambda", region_name=REGION)
         self.stub = Stubber(self.lambda_)
         self.store = ResultsStore(self.dynamodb, TABLE)
+        self.claims = ImageClaims(self.dynamodb, TABLE)
         clients = {"s3": self.s3, "dynamodb": self.dynamodb, "sqs": self.sqs, "lambda": self.lambda_}
         self.target = ops.Target(BUCKET, TABLE, self.dlq_url, FUNCTION, client_for=clients.__getitem__)
 
@@ -41,11 +43,11 @@ class Env:
         version = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"]
         event = ImageEvent.from_record(s3_record(BUCKET, key, version_id=version))
         now = datetime.now(UTC)
-        claim = self.store.claim(event, "t", now, lease_seconds=60, redrive=False)
+        claim = self.claims.claim(event, "t", now, lease_seconds=60, redrive=False)
         if reject:
-            self.store.store_rejected(event, claim, reject, now)
+            self.claims.store_rejected(event, claim, reject, now)
         else:
-            self.store.store_detected(event, claim, detect_faces_response(faces or 0)["FaceDetails"], "DEFAULT", now)
+            self.claims.store_detected(event, claim, detect_faces_response(faces or 0)["FaceDetails"], "DEFAULT", now)
 
     def failure(self, key: str, error: str = "ThrottlingException") -> dict[str, Any]:
         record = s3_record(BUCKET, key)
@@ -91,7 +93,7 @@ def test_results_one_row_per_image_with_prefix_and_tombstones(env: Env) -> None:
     env.store_result("photos/b.jpg", reject="InvalidImageFormatException: not a JPEG")
     env.store_result("other/c.jpg", faces=0)
     gone = ImageEvent.from_record(s3_record(BUCKET, "photos/gone.jpg", event_name="ObjectRemoved:Delete"))
-    env.store.remove(gone, datetime.now(UTC), 60)
+    env.claims.remove(gone, datetime.now(UTC), 60)
 
     rows = list(ops.list_results(env.target, "photos/"))
     assert [(r.key, r.status, r.face_count) for r in rows] == [
@@ -117,7 +119,8 @@ def test_results_json_lines_hold_every_face(env: Env, capsys, monkeypatch) -> No
 def test_targets_resolve_from_the_stack_outputs(env: Env) -> None:
     cfn = boto3.client("cloudformation", region_name=REGION)
     outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: env.dlq_url,
-               contract.OUTPUT_FUNCTION: FUNCTION}  # fmt: skip
+               contract.OUTPUT_FUNCTION: FUNCTION,
+               contract.OUTPUT_WATCHED: f"s3://{BUCKET}/Camera Uploads/ s3://archive/fotos/größe/"}  # fmt: skip
     template = {
         "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {k: {"Value": v} for k, v in outputs.items()},
@@ -125,6 +128,8 @@ def test_targets_resolve_from_the_stack_outputs(env: Env) -> None:
     cfn.create_stack(StackName="Facepipe", TemplateBody=json.dumps(template))
     target = ops.stack_target("Facepipe", boto3.session.Session(region_name=REGION))
     assert (target.bucket, target.table, target.dlq_url, target.function_name) == (BUCKET, TABLE, env.dlq_url, FUNCTION)
+    # a watched prefix may hold a space: each location ends where the next s3:// begins
+    assert target.locations == (f"s3://{BUCKET}/Camera Uploads/", "s3://archive/fotos/größe/")
     with pytest.raises(ops.OpsError, match="Nope"):
         ops.stack_target("Nope", boto3.session.Session(region_name=REGION))
 
@@ -309,8 +314,8 @@ def store_in(env: Env, bucket: str, key: str) -> None:
     version = env.s3.put_object(Bucket=bucket, Key=key, Body=b"x")["VersionId"]
     event = ImageEvent.from_record(s3_record(bucket, key, version_id=version))
     now = datetime.now(UTC)
-    claim = env.store.claim(event, "t", now, lease_seconds=60, redrive=False)
-    env.store.store_detected(event, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)
+    claim = env.claims.claim(event, "t", now, lease_seconds=60, redrive=False)
+    env.claims.store_detected(event, claim, detect_faces_response(1)["FaceDetails"], "DEFAULT", now)
 
 
 def test_results_and_failures_take_s3_uris_for_any_watched_bucket(env: Env) -> None:
