@@ -10,7 +10,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .chunks import FACES_BLOB, chunk_faces, chunk_keys
+from .chunks import ENCODING as FACES_ENCODING
+from .chunks import FACES_JSON_GZIP, chunk_faces, chunk_keys
 from .contract import (
     FACES_SK_PREFIX,
     INDEX_PARTITION_KEY,
@@ -23,7 +24,6 @@ from .contract import (
     Status,
 )
 from .errors import error_code
-from .faces import ENCODING as FACES_ENCODING
 from .model import NULL_VERSION, ImageEvent, utc_iso
 from .results import ResultsStore, image_pk
 from .updates import IfNotExists, decode_item, serialize, update_args
@@ -181,7 +181,7 @@ class ImageClaims:
                     **key,
                     "sequencer": {"S": sequencer},
                     "encoding": {"S": FACES_ENCODING},
-                    FACES_BLOB: {"B": blob},
+                    FACES_JSON_GZIP: {"B": blob},
                 },
             )
         committed = self._finish(
