@@ -52,6 +52,8 @@ def create_table(dynamodb: Any, name: str) -> None:
             }
         ],
         BillingMode="PAY_PER_REQUEST",
+        # As the stack's: the outcome events are read from it (docs/DESIGN.md, "Outcome events")
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
     dynamodb.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": contract.TTL_ATTRIBUTE}
