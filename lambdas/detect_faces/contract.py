@@ -121,6 +121,21 @@ BACKFILL_SEQUENCER = "0"
 # The record the function makes itself when a removal left an older version current (S3 sends no event for it).
 CURRENT_AGAIN_EVENT_NAME = "ObjectCreated:CurrentAgain"
 
+# ---- outcome events (outcome_events.py): one EventBridge event for every stored outcome ------------------------
+OUTCOME_EVENT_SOURCE = "facepipe"
+OUTCOME_EVENTS_HANDLER = "detect_faces.outcome_events.lambda_handler"
+OUTCOME_EVENT_BUS_VARIABLE = "OUTCOME_EVENT_BUS"  # the events function's environment: the bus's name or ARN
+
+
+class OutcomeEvent(enum.StrEnum):
+    """The detail-type of an outcome event."""
+
+    FACES_DETECTED = "Faces Detected"
+    IMAGE_REJECTED = "Image Rejected"
+    IMAGE_FAILED = "Image Failed"
+    IMAGE_DELETED = "Image Deleted"
+
+
 # ---- S3 Batch Operations (the backlog engine) -------------------------------------------------------------
 BACKLOG_HANDLER = "detect_faces.backlog.lambda_handler"
 REPORTS_PREFIX = "facepipe-reports/"  # completion reports, in the stack's reports bucket
