@@ -7,8 +7,9 @@ Three runs on fresh local stacks:
                   operator's command, `backfill --engine batch-operations --local`, in its own process): the
                   backlog function at its own concurrency (`--backlog-concurrency`, default the sizing rule
                   ceil((Q - live) x D)), TemporaryFailure retried later; live uploads arrive meanwhile
-  local           today's `facepipe backfill --engine local --local` at --rate Q - live, in its own process (the
-                  live function serves it, in the live function's concurrency); live uploads arrive meanwhile
+  invoke          `facepipe backfill --engine invoke --local` at --rate Q - live, in its own process (the live
+                  function serves it, in the live function's concurrency); live uploads arrive meanwhile
+                  (`--engines local`, the engine's former name, runs it too)
 
     .venv/bin/python bench/backlog.py --n 10000 --tps 8
     .venv/bin/python bench/backlog.py --n 1000 --tps 8 --engines batch-operations
@@ -39,7 +40,8 @@ from typing import Any
 from common import FixedDetector, percentile
 
 from facepipe import ops
-from facepipe.local import LOCAL_FUNCTION, LocalPipeline, LocalSettings, photos
+from facepipe.common import photos
+from facepipe.local import LOCAL_FUNCTION, LocalPipeline, LocalSettings
 from facepipe.local import aws as local_aws
 from facepipe.local import state as local_state
 
@@ -150,7 +152,7 @@ def seed_backlog(pipeline: LocalPipeline, n: int) -> None:
 def target_of(pipeline: LocalPipeline) -> ops.Target:
     return ops.Target(
         pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION, client_for=pipeline.client,
-        description="local stack", reports_bucket=local_aws.LOCAL_REPORTS,
+        description="local stack", kind=ops.TargetKind.LOCAL, reports_bucket=local_aws.LOCAL_REPORTS,
     )  # fmt: skip
 
 
@@ -215,7 +217,7 @@ def with_backlog(args: argparse.Namespace, engine: str, live_concurrency: int, b
         if engine == "batch-operations":
             command += ["--engine", "batch-operations", "--concurrency", str(backlog_concurrency)]
         else:
-            command += ["--rate", f"{args.tps * (1 - args.live_share):g}"]
+            command += ["--engine", "invoke", "--rate", f"{args.tps * (1 - args.live_share):g}"]
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout, check=False)
         if out.returncode not in (0, 1):
             raise RuntimeError(out.stderr[-2000:])
@@ -253,7 +255,13 @@ def main() -> None:
         help="default: ceil((Q - live) x D); several: a sweep",
     )
     parser.add_argument("--baseline-seconds", type=float, default=60.0, help="length of the live-only run, s")
-    parser.add_argument("--engines", nargs="*", default=["batch-operations", "local"], help="which backlog runs")
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=["batch-operations", "invoke"],
+        choices=["batch-operations", "invoke", "local"],
+        help="which backlog runs (local: invoke, by its former name)",
+    )
     parser.add_argument("--timeout", type=float, default=7200.0)
     args = parser.parse_args()
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from common import FixedDetector
 
-from facepipe.local import LocalPipeline, LocalSettings, photos
+from facepipe.common import photos
+from facepipe.local import LocalPipeline, LocalSettings
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 from common import median, percentile
 from PIL import Image
 
-from facepipe.local import photos
+from facepipe.common import photos
 from facepipe.local.centerface import CenterFaceDetector
 
 

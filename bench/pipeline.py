@@ -13,7 +13,8 @@ from common import median, percentile
 
 from detect_faces.contract import Status
 from detect_faces.results import ResultsStore
-from facepipe.local import LocalSettings, photos, running
+from facepipe.common import photos
+from facepipe.local import LocalSettings, running
 
 
 def main() -> None:

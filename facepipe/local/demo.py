@@ -10,9 +10,9 @@ from pathlib import Path
 
 from detect_faces.contract import Status
 from detect_faces.results import ResultsStore
-from facepipe.ops.annotate import annotate, save
+from facepipe.common import photos
+from facepipe.common.annotate import annotate, save
 
-from . import photos
 from .pipeline import LocalSettings, running
 
 

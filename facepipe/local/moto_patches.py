@@ -246,7 +246,7 @@ def _eventbridge_events(notifications: Any) -> None:
 def _refuse_overlapping_notifications(models: Any) -> None:
     from moto.s3.exceptions import InvalidArgumentError
 
-    from facepipe.ops.notifications import OVERLAP_MESSAGE, Subscription, first_overlap
+    from facepipe.common.notifications import OVERLAP_MESSAGE, Subscription, first_overlap
 
     original = models.S3Backend.put_bucket_notification_configuration
 

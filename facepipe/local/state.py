@@ -1,4 +1,5 @@
-"""The running local stack's address, written by `local up` and read by the operator commands (`--local`)."""
+"""The running local stack's address, written by `local up` and read by the operator commands (`--local`): the
+Target they act on (`local_target`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from facepipe.ops.errors import OpsError
+from facepipe.ops.targets import Target, TargetKind
 
 from .aws import local_client
 
@@ -27,6 +31,20 @@ class LocalState:
     def client(self, service: str) -> Any:
         endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
         return local_client(service, self.region, endpoints, self.endpoint)
+
+    def target(self) -> Target:
+        """Where the operator commands act on this stack: through its endpoints, as on a deployed one."""
+        return Target(
+            bucket=self.bucket,
+            table=self.table,
+            dlq_url=self.dlq_url,
+            function_name=self.function_name,
+            client_for=self.client,
+            description=f"local stack at {self.endpoint}",
+            kind=TargetKind.LOCAL,
+            locations=self.locations,
+            reports_bucket=self.reports_bucket,
+        )
 
 
 def path() -> Path:
@@ -52,3 +70,11 @@ def read() -> LocalState | None:
 
 def clear() -> None:
     path().unlink(missing_ok=True)
+
+
+def local_target() -> Target:
+    """The running local stack (`python -m facepipe local up`), from the state it wrote."""
+    current = read()
+    if current is None:
+        raise OpsError("no local stack is running: start one with `python -m facepipe local up`")
+    return current.target()

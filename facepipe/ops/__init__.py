@@ -1,7 +1,8 @@
-"""The operator commands (results, show, failures, redrive, backfill), one module per command family.
+"""The operator commands (results, show, failures, redrive, backfill, doctor), one module per command family.
 
 Each works on a Target and takes its boto3 clients, a clock and a sleep, so the tests drive it with moto and
-Stubbers. The CLI (facepipe/cli.py) only parses arguments and prints.
+Stubbers. Nothing here prints or imports local mode: the CLI (facepipe/cli/) picks the Target (a deployed stack
+here, the local stack from facepipe.local), calls these and prints what they return.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from .failures import UNKNOWN_KEY, Failure, list_failures
 from .pacing import RateLimiter
 from .redrive import CLOCK_SKEW_MS, RedriveReport, redrive
 from .results import list_results, result_json, show
-from .targets import Target, local_target, parse_s3_uri, stack_target
+from .targets import Target, TargetKind, parse_s3_uri, stack_target
 
 __all__ = [
     "CLOCK_SKEW_MS",
@@ -23,13 +24,13 @@ __all__ = [
     "RateLimiter",
     "RedriveReport",
     "Target",
+    "TargetKind",
     "backfill",
     "backfill_event",
     "existing_objects",
     "has_result_for",
     "list_failures",
     "list_results",
-    "local_target",
     "parse_s3_uri",
     "redrive",
     "result_json",

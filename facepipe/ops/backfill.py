@@ -1,4 +1,8 @@
-"""backfill: the objects that were in the bucket before the stack, through the function."""
+"""backfill: the objects that were in the bucket before the stack (S3 sent no event for them).
+
+Which objects need it, the rule both engines share (`existing_objects`, `has_result_for`), and the `invoke`
+engine: this machine invokes the function once per object, at a rate. The other engine, an S3 Batch Operations
+job running the backlog function, is batch_operations/."""
 
 from __future__ import annotations
 
@@ -78,7 +82,7 @@ def backfill(
     limiter: RateLimiter,
     dry_run: bool = False,
     start_after: str = "",
-    progress: Callable[[int], None] = lambda n: None,
+    progress: Callable[[int], object] = lambda n: None,
 ) -> BackfillReport:
     bucket, prefix = target.backfill_location(uri)
     s3, lambda_ = target.client_for("s3"), target.client_for("lambda")

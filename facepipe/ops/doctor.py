@@ -41,8 +41,7 @@ from detect_faces.contract import (
     Delivery,
 )
 from detect_faces.subscriptions import NOTIFICATION_EVENTS, notification_form, split_locations
-
-from . import notifications as s3_notifications
+from facepipe.common import notifications as s3_notifications
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -483,7 +482,7 @@ def smoke(
 ) -> Check:
     """One bundled sample photo through the deployed pipeline: uploaded, its result read back, then deleted."""
     from detect_faces.results import ResultsStore
-    from facepipe.local.photos import photo
+    from facepipe.common.photos import photo
 
     bucket = outputs[OUTPUT_BUCKET]
     key = f"facepipe-doctor/smoke-{uuid.uuid4().hex[:12]}.jpg"

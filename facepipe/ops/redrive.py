@@ -47,7 +47,7 @@ def redrive(
     max_messages: int | None = None,
     dry_run: bool = False,
     limiter: RateLimiter | None = None,
-    progress: Callable[[int], None] = lambda n: None,
+    progress: Callable[[int], object] = lambda n: None,
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     run_id: str | None = None,
 ) -> RedriveReport:

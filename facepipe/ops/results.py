@@ -49,7 +49,7 @@ def result_json(result: ImageResult) -> dict[str, Any]:
 
 
 def show(target: Target, uri: str, out: str | None) -> tuple[str, ImageResult]:
-    from .annotate import annotate, save
+    from facepipe.common.annotate import annotate, save
 
     bucket, key = parse_s3_uri(uri)
     result = target.results().get(bucket, key)

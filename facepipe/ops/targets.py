@@ -1,7 +1,11 @@
-"""Where the operator commands act: a deployed stack (from its CloudFormation outputs) or the local stack."""
+"""Where the operator commands act: a deployed stack (from its CloudFormation outputs) or the local stack.
+
+A Target is built here for a deployed stack (`stack_target`) and by local mode for the local stack
+(facepipe.local.target): the commands never look for either themselves, so ops imports nothing of local mode."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +29,14 @@ from detect_faces.subscriptions import split_locations
 from .errors import OpsError
 
 
+class TargetKind(enum.Enum):
+    """What a Target is, for the few commands that act differently on each (backfill's Batch Operations engine:
+    a deployed stack runs a job in S3, the local stack has it emulated on this machine)."""
+
+    STACK = "stack"  # a deployed CloudFormation stack, from its outputs
+    LOCAL = "local"  # the running `python -m facepipe local up`
+
+
 @dataclass
 class Target:
     bucket: str
@@ -32,9 +44,11 @@ class Target:
     dlq_url: str
     function_name: str
     client_for: Callable[[str], Any]  # a boto3 client for a service: client_for("s3")
-    description: str = ""
+    description: str = ""  # for messages only ("stack Facepipe (eu-west-1)"); `kind` says what it is
+    kind: TargetKind = TargetKind.STACK
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (none: all of `bucket`)
-    # The backlog engine (S3 Batch Operations); empty for a stack deployed before it
+    # For backfill --engine batch-operations: the backlog function, its job role, the reports bucket; empty for a
+    # stack deployed before them
     backlog_function_arn: str = ""
     batch_job_role_arn: str = ""
     reports_bucket: str = ""
@@ -89,29 +103,11 @@ def stack_target(stack_name: str, session: Any = None) -> Target:
         function_name=outputs[OUTPUT_FUNCTION],
         client_for=session.client,
         description=f"stack {stack_name} ({session.region_name})",
+        kind=TargetKind.STACK,
         locations=split_locations(outputs.get(OUTPUT_WATCHED, "")),  # a prefix may hold a space
         backlog_function_arn=outputs.get(OUTPUT_BACKLOG_FUNCTION, ""),
         batch_job_role_arn=outputs.get(OUTPUT_BATCH_JOB_ROLE, ""),
         reports_bucket=outputs.get(OUTPUT_REPORTS_BUCKET, ""),
-    )
-
-
-def local_target() -> Target:
-    """The running local stack (`python -m facepipe local up`), from the state it wrote."""
-    from facepipe.local import state
-
-    current = state.read()
-    if current is None:
-        raise OpsError("no local stack is running: start one with `python -m facepipe local up`")
-    return Target(
-        bucket=current.bucket,
-        table=current.table,
-        dlq_url=current.dlq_url,
-        function_name=current.function_name,
-        client_for=current.client,
-        description=f"local stack at {current.endpoint}",
-        locations=current.locations,
-        reports_bucket=current.reports_bucket,
     )
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from detect_faces.results import ResultsStore
+from facepipe.common.photos import photo
 from facepipe.local.aws import FAKE_CREDENTIALS
 from facepipe.local.centerface import FixedDetector
-from facepipe.local.photos import photo
 from tests.helpers import start_local
 from tests.infra.synth import ROOT, Synth
 
@@ -54,7 +54,7 @@ def function_assets(synth: Synth) -> tuple[Path, Path]:
     def folder(s3_key: str) -> Path:
         source = files[s3_key.removesuffix(".zip")]["source"]
         assert source["packaging"] == "zip", source
-        return synth.outdir / source["path"]
+        return synth.outdir / str(source["path"])
 
     return folder(function["Properties"]["Code"]["S3Key"]), folder(layer["Properties"]["Content"]["S3Key"])
 

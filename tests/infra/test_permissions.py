@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,40 +166,72 @@ class Recorder:
         return client
 
 
-def iam_needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    if service == "dynamodb":
-        table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
-        if params.get("IndexName"):
-            table += f"/index/{params['IndexName']}"
-        return [(f"dynamodb:{operation}", table)]
-    if service == "s3" and operation == "ListObjectVersions":
+Needs = list[tuple[str, str]]  # (IAM action, resource ARN) pairs
+Calls = list[tuple[str, str, str]]  # (IAM action, resource ARN, the call that needs it)
+
+
+def iam_needs(service: str, operation: str, params: dict[str, Any]) -> Needs:
+    """What IAM must allow for one call: the action(s), each on the resource it is authorised against."""
+    needs = SERVICE_NEEDS.get(service)
+    if needs is None:
+        raise AssertionError(f"the function called {service}:{operation}, which this test does not map yet")
+    return needs(operation, params)
+
+
+def dynamodb_needs(operation: str, params: dict[str, Any]) -> Needs:
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
+    if params.get("IndexName"):
+        table += f"/index/{params['IndexName']}"
+    return [(f"dynamodb:{operation}", table)]
+
+
+def s3_needs(operation: str, params: dict[str, Any]) -> Needs:
+    if operation == "ListObjectVersions":
         return [("s3:ListBucketVersions", f"arn:aws:s3:::{params['Bucket']}")]
-    if service == "s3" and operation == "PutObject":
-        return [("s3:PutObject", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
-    if service == "s3control" and operation == "CreateJob":
+    obj = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+    if operation == "PutObject":
+        return [("s3:PutObject", obj)]
+    # HeadObject is authorised as GetObject; a version is read with GetObjectVersion
+    return [("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject", obj)]
+
+
+def s3control_needs(operation: str, params: dict[str, Any]) -> Needs:
+    if operation == "CreateJob":
         # CreateJob has no resource type; passing the job role is authorised as iam:PassRole on it
         return [("s3:CreateJob", "*"), ("iam:PassRole", params["RoleArn"])]
-    if service == "s3control":
-        return [(f"s3:{operation}", f"arn:aws:s3:{REGION}:{params['AccountId']}:job/{params['JobId']}")]
-    if service == "s3":
-        obj = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
-        # HeadObject is authorised as GetObject; a version is read with GetObjectVersion
-        return [("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject", obj)]
-    if service == "rekognition":
-        s3_object = params["Image"]["S3Object"]
-        read = "s3:GetObjectVersion" if s3_object.get("Version") else "s3:GetObject"
-        # Rekognition reads the S3 object with the caller's permissions
-        return [(f"rekognition:{operation}", "*"), (read, f"arn:aws:s3:::{s3_object['Bucket']}/{s3_object['Name']}")]
-    if service == "sqs":
-        name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
-        action = operation.removesuffix("Batch")  # a batch call is authorised as its single action
-        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
-    if service == "cloudformation":
-        return [(f"cloudformation:{operation}", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0123")]
-    if service == "lambda":
-        name = params["FunctionName"]
-        return [("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")]
-    raise AssertionError(f"the function called {service}:{operation}, which this test does not map yet")
+    return [(f"s3:{operation}", f"arn:aws:s3:{REGION}:{params['AccountId']}:job/{params['JobId']}")]
+
+
+def rekognition_needs(operation: str, params: dict[str, Any]) -> Needs:
+    s3_object = params["Image"]["S3Object"]
+    read = "s3:GetObjectVersion" if s3_object.get("Version") else "s3:GetObject"
+    # Rekognition reads the S3 object with the caller's permissions
+    return [(f"rekognition:{operation}", "*"), (read, f"arn:aws:s3:::{s3_object['Bucket']}/{s3_object['Name']}")]
+
+
+def sqs_needs(operation: str, params: dict[str, Any]) -> Needs:
+    name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+    action = operation.removesuffix("Batch")  # a batch call is authorised as its single action
+    return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+
+
+def cloudformation_needs(operation: str, params: dict[str, Any]) -> Needs:
+    return [(f"cloudformation:{operation}", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0123")]
+
+
+def lambda_needs(operation: str, params: dict[str, Any]) -> Needs:
+    return [("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{params['FunctionName']}")]
+
+
+SERVICE_NEEDS: dict[str, Callable[[str, dict[str, Any]], Needs]] = {
+    "dynamodb": dynamodb_needs,
+    "s3": s3_needs,
+    "s3control": s3control_needs,
+    "rekognition": rekognition_needs,
+    "sqs": sqs_needs,
+    "cloudformation": cloudformation_needs,
+    "lambda": lambda_needs,
+}
 
 
 def allowed(document: dict[str, Any], action: str, resource: str) -> bool:
@@ -254,7 +286,7 @@ def recorded(aws: Aws, rekognition: Rekognition) -> list[tuple[str, str, str]]:
     return recorder.needs
 
 
-def test_every_call_the_function_makes_is_allowed_by_its_role(default_synth: Synth, recorded) -> None:
+def test_every_call_the_function_makes_is_allowed_by_its_role(default_synth: Synth, recorded: Calls) -> None:
     document = function_role_policy(default_synth)
     denied = sorted({(a, r, call) for a, r, call in recorded if not allowed(document, a, r)})
     assert denied == []
@@ -286,7 +318,9 @@ def unneeded_actions(
     return unneeded
 
 
-def test_every_allowed_action_is_needed_by_a_call_or_says_which_path_needs_it(default_synth: Synth, recorded):
+def test_every_allowed_action_is_needed_by_a_call_or_says_which_path_needs_it(
+    default_synth: Synth, recorded: Calls
+) -> None:
     document = function_role_policy(default_synth)
     assert unneeded_actions(document, recorded) == []
     # and the acknowledged ones are really in the role (no stale reasons)
@@ -296,7 +330,7 @@ def test_every_allowed_action_is_needed_by_a_call_or_says_which_path_needs_it(de
     assert set(NEEDED_ELSEWHERE) <= granted
 
 
-def test_a_broader_role_is_caught(default_synth: Synth, recorded) -> None:
+def test_a_broader_role_is_caught(default_synth: Synth, recorded: Calls) -> None:
     document = function_role_policy(default_synth)
     for statement in document["Statement"]:
         if statement.get("Sid") == "WriteResults":
@@ -305,7 +339,7 @@ def test_a_broader_role_is_caught(default_synth: Synth, recorded) -> None:
     assert unneeded_actions(document, recorded) == ["dynamodb:Scan", "s3:PutObject"]
 
 
-def test_a_narrower_role_is_caught(default_synth: Synth, recorded) -> None:
+def test_a_narrower_role_is_caught(default_synth: Synth, recorded: Calls) -> None:
     # The check can fail: without GetObjectVersion, reading a version (ours and Rekognition's) is denied
     document = function_role_policy(default_synth)
     for statement in document["Statement"]:
@@ -327,7 +361,11 @@ class RecordingSession:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.lambda_ = boto3.client("lambda", region_name=REGION)
-        self.lambda_.meta.events.register("before-call.lambda.Invoke", lambda **_: (Accepted(), {"StatusCode": 202}))
+        # botocore-stubs type every handler as returning None; a before-call handler's answer is the response
+        self.lambda_.meta.events.register(
+            "before-call.lambda.Invoke",
+            lambda **_: (Accepted(), {"StatusCode": 202}),  # type: ignore[arg-type]
+        )
         recorder.watch(self.lambda_)
         self.clients: dict[str, Any] = {}
 
@@ -349,7 +387,8 @@ class RecordingSession:
             stub.activate()
             self.clients[service] = client
         if service not in self.clients:
-            self.clients[service] = self.recorder.watch(boto3.client(service, region_name=REGION))
+            # a service named at run time: the stubs type boto3.client by each literal service name
+            self.clients[service] = self.recorder.watch(boto3.client(service, region_name=REGION))  # type: ignore[call-overload]
         return self.clients[service]
 
 
@@ -365,7 +404,7 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
 
     from detect_faces.claims import ImageClaims
     from detect_faces.model import ImageEvent
-    from facepipe.local.photos import photo
+    from facepipe.common.photos import photo
 
     outputs = {contract.OUTPUT_BUCKET: BUCKET, contract.OUTPUT_TABLE: TABLE, contract.OUTPUT_DLQ_URL: aws.queue_url,
                contract.OUTPUT_FUNCTION: FUNCTION, contract.OUTPUT_REPORTS_BUCKET: REPORTS,
@@ -394,18 +433,20 @@ def operator_calls(aws: Aws) -> list[tuple[str, str, str]]:
     ops.backfill(target, f"s3://{BUCKET}/", limiter=ops.RateLimiter(1000, sleep=lambda s: None))
     # backfill --engine batch-operations: a generated manifest, a CSV manifest, --status JOB --confirm
     from facepipe.local import aws as local_aws
-    from facepipe.ops import backlog
+    from facepipe.ops import batch_operations
 
     local_aws.create_bucket(aws.s3, REPORTS, REGION, versioned=False)
     aws.put("archive/new.jpg", JPEG_BYTES)
-    backlog.submit(target, f"s3://{BUCKET}/archive/")
-    backlog.submit(target, f"s3://{BUCKET}/archive/", manifest="csv")
-    backlog.confirm(target, "job-1")
-    backlog.status(target, "job-1", watch=False, out=io.StringIO())
+    batch_operations.submit(target, f"s3://{BUCKET}/archive/")
+    batch_operations.submit(target, f"s3://{BUCKET}/archive/", manifest="csv")
+    batch_operations.confirm(target, "job-1")
+    batch_operations.follow(target, "job-1", until_done=False)
     return recorder.needs
 
 
-def test_every_call_of_the_operator_commands_is_allowed_by_the_operator_policy(default_synth: Synth, operator_calls):
+def test_every_call_of_the_operator_commands_is_allowed_by_the_operator_policy(
+    default_synth: Synth, operator_calls: Calls
+) -> None:
     document = operator_policy(default_synth)
     denied = sorted({(a, r, call) for a, r, call in operator_calls if not allowed(document, a, r)})
     assert denied == []
@@ -416,7 +457,9 @@ def test_every_call_of_the_operator_commands_is_allowed_by_the_operator_policy(d
             "s3:DescribeJob", "s3:UpdateJobStatus"} <= actions  # fmt: skip
 
 
-def test_every_action_of_the_operator_policy_is_needed_by_a_command(default_synth: Synth, operator_calls) -> None:
+def test_every_action_of_the_operator_policy_is_needed_by_a_command(
+    default_synth: Synth, operator_calls: Calls
+) -> None:
     document = operator_policy(default_synth)
     needed_elsewhere = {"s3:GetObject": "show, for an image stored without a version id (an unversioned bucket)"}
     assert unneeded_actions(document, operator_calls, exempt=needed_elsewhere) == []
@@ -491,7 +534,7 @@ def backlog_calls(aws: Aws, rekognition: Rekognition) -> list[tuple[str, str, st
     return recorder.needs
 
 
-def test_every_call_of_the_backlog_function_is_allowed_by_its_role(default_synth: Synth, backlog_calls) -> None:
+def test_every_call_of_the_backlog_function_is_allowed_by_its_role(default_synth: Synth, backlog_calls: Calls) -> None:
     document = function_role_policy(default_synth, backlog_function(default_synth))
     denied = sorted({(a, r, call) for a, r, call in backlog_calls if not allowed(document, a, r)})
     assert denied == []
@@ -528,18 +571,18 @@ def job_needs(request: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def test_the_job_role_allows_exactly_what_the_jobs_the_cli_creates_need(default_synth: Synth, aws: Aws) -> None:
     from facepipe.local import aws as local_aws
-    from facepipe.ops import batch_jobs
+    from facepipe.ops.batch_operations import manifest, plan
 
     local_aws.create_bucket(aws.s3, REPORTS, REGION, versioned=False)  # as the stack makes it
     aws.put("archive/new.jpg", JPEG_BYTES)
-    stack = batch_jobs.BacklogStack(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BACKLOG_FUNCTION}", JOB_ROLE, REPORTS)
-    generated = batch_jobs.create_job_request(batch_jobs.plan_job(stack, f"s3://{BUCKET}/archive/"))
-    location = batch_jobs.write_csv_manifest(
+    stack = plan.JobResources(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BACKLOG_FUNCTION}", JOB_ROLE, REPORTS)
+    generated = plan.create_job_request(plan.plan_job(stack, f"s3://{BUCKET}/archive/"))
+    location = manifest.write_csv_manifest(
         aws.s3, __import__("detect_faces.results", fromlist=["ResultsStore"]).ResultsStore(aws.dynamodb, TABLE),
         BUCKET, "archive/", REPORTS,
     )  # fmt: skip
-    csv_job = batch_jobs.create_job_request(batch_jobs.plan_job(stack, f"s3://{BUCKET}/archive/", manifest="csv"),
-                                            location)  # fmt: skip
+    csv_job = plan.create_job_request(plan.plan_job(stack, f"s3://{BUCKET}/archive/", manifest="csv"),
+                                      location)  # fmt: skip
     needs = job_needs(generated) + job_needs(csv_job)
     document = role_policy(default_synth, job_role_id(default_synth))
     assert sorted({(a, r) for a, r, _ in needs if not allowed(document, a, r)}) == []

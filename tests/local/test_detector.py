@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facepipe.local import photos
+from facepipe.common import photos
 from facepipe.local.centerface import CenterFaceDetector
 
 pytestmark = pytest.mark.e2e

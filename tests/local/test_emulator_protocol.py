@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from facepipe.local import LocalPipeline, photos
+from facepipe.common import photos
+from facepipe.local import LocalPipeline
 from facepipe.local.emulator import DetectFacesEmulator
 from tests.helpers import start_local
 

@@ -10,11 +10,11 @@ from urllib.parse import unquote_plus
 import pytest
 
 from detect_faces.subscriptions import NOTIFICATION_EVENTS
-from facepipe.local import photos
+from facepipe.common import photos
+from facepipe.common.notifications import OVERLAP_MESSAGE
 from facepipe.local.attach import AttachError
 from facepipe.local.aws import FOREIGN_PREFIX
 from facepipe.local.centerface import CenterFaceDetector
-from facepipe.ops.notifications import OVERLAP_MESSAGE
 from tests.helpers import Local, start_local
 
 pytestmark = pytest.mark.e2e

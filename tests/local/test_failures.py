@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from facepipe.local import photos
+from facepipe.common import photos
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local, start_local
 

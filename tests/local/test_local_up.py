@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from facepipe.cli import main
-from facepipe.local import photos
+from facepipe.common import photos
 from facepipe.local.aws import FAKE_CREDENTIALS
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facepipe.local import photos
+from facepipe.common import photos
 from tests.helpers import Local
 
 pytestmark = pytest.mark.e2e

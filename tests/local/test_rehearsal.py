@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from facepipe.local import LocalPipeline, LocalSettings, photos
+from facepipe.common import photos
+from facepipe.local import LocalPipeline, LocalSettings
 from facepipe.local.centerface import FixedDetector
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from facepipe.local import photos
+from facepipe.common import photos
 from tests.helpers import Local
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from facepipe import ops
 from facepipe.cli import main
-from facepipe.local import photos
+from facepipe.common import photos
 from tests.helpers import BUCKET, REGION, TABLE, Aws, FakeClock, detect_faces_response, limiter, s3_record
 
 pytestmark = pytest.mark.integration
@@ -300,6 +300,21 @@ def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeyp
     assert "would replay photos/c.jpg (AccessDeniedException: Rate exceeded)" in out
     assert "1 record(s) would be replayed; nothing was changed" in out
     assert env.visible() == 1
+
+
+def test_backfill_engine_invoke_is_the_default_and_local_its_deprecated_name(env: Env, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(ops, "stack_target", lambda name: env.target)
+    env.s3.put_object(Bucket=BUCKET, Key="old/a.jpg", Body=b"img")
+    assert main(["backfill", "s3://uploads/old/", "--engine", "invoke", "--dry-run"]) == 0
+    invoke = capsys.readouterr()
+    assert "1 of 1 object(s) have no result and would be processed" in invoke.out and invoke.err == ""
+    assert main(["backfill", "s3://uploads/old/", "--engine", "local", "--dry-run"]) == 0
+    local = capsys.readouterr()
+    assert local.out == invoke.out  # the same engine, and one line saying so
+    assert local.err == "facepipe: --engine local is deprecated; use --engine invoke (the same engine)\n"
+    env.stub.add_response("invoke", {"StatusCode": 202})
+    assert main(["backfill", "s3://uploads/old/", "--rate", "1000"]) == 0
+    assert capsys.readouterr().out == f"1 object(s) sent to {FUNCTION}; 0 already had a result\n"
 
 
 # ---- several buckets and prefixes (facepipe:existingBuckets / keyPrefixes) ----------------------------------------

@@ -16,8 +16,8 @@ from moto import mock_aws
 
 from detect_faces import contract
 from facepipe.cli import main
+from facepipe.common import notifications as s3_notifications
 from facepipe.ops import doctor
-from facepipe.ops import notifications as s3_notifications
 from tests.helpers import REGION, fail_calls
 
 pytestmark = pytest.mark.integration

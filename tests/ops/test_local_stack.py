@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from facepipe import ops
-from facepipe.local import LOCAL_FUNCTION, photos
+from facepipe.common import photos
+from facepipe.local import LOCAL_FUNCTION
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local, start_local
 

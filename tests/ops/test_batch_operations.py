@@ -1,5 +1,6 @@
 """backfill --engine batch-operations: the create_job request (checked by botocore's Stubber against the S3
-Control API model: moto has no create_job), job progress, the CSV manifest on moto S3, and the local job."""
+Control API model: moto has no create_job), job progress and how the CLI draws it, the CSV manifest on moto S3,
+and the job local mode emulates."""
 
 from __future__ import annotations
 
@@ -21,10 +22,22 @@ from detect_faces import contract
 from detect_faces.claims import ImageClaims
 from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
+from facepipe.cli.backfill import ProgressDrawing, render_details, render_progress
 from facepipe.local import aws as local_aws
-from facepipe.local.batch_jobs import LocalTask, invocation_event, run_local_job, tasks_to_run
+from facepipe.local.batch_operations import LocalTask, invocation_event, run_local_job, tasks_to_run
 from facepipe.ops import OpsError
-from facepipe.ops import batch_jobs as bj
+from facepipe.ops.batch_operations.jobs import JobProgress, confirm_job, create_job, describe, follow_job
+from facepipe.ops.batch_operations.manifest import ManifestLocation, write_csv_manifest
+from facepipe.ops.batch_operations.plan import (
+    MAX_PRIORITY,
+    JobPlan,
+    JobResources,
+    account_from_role_arn,
+    create_job_request,
+    partition_from_role_arn,
+    plan_job,
+    resources_from_outputs,
+)
 from tests.helpers import BUCKET, REGION, TABLE, Aws, detect_faces_response, fail_calls, s3_record
 
 pytestmark = pytest.mark.integration
@@ -60,15 +73,15 @@ def s3control() -> Iterator[tuple[Any, Stubber]]:
     stub.assert_no_pending_responses()
 
 
-def backlog() -> bj.BacklogStack:
-    return bj.backlog_from_outputs(OUTPUTS, "facepipe")
+def resources() -> JobResources:
+    return resources_from_outputs(OUTPUTS, "facepipe")
 
 
-def plan(uri: str = f"s3://{BUCKET}/photos/", **kwargs: Any) -> bj.JobPlan:
-    return bj.plan_job(backlog(), uri, now=NOW, **kwargs)
+def plan(uri: str = f"s3://{BUCKET}/photos/", **kwargs: Any) -> JobPlan:
+    return plan_job(resources(), uri, now=NOW, **kwargs)
 
 
-def expected_common(plan_: bj.JobPlan, confirmation_required: bool = True, priority: int = 10) -> dict[str, Any]:
+def expected_common(plan_: JobPlan, confirmation_required: bool = True, priority: int = 10) -> dict[str, Any]:
     return {
         "AccountId": ACCOUNT,
         "ConfirmationRequired": confirmation_required,
@@ -105,9 +118,9 @@ def job(status: str, *, total: int | None = None, succeeded: int = 0, failed: in
 # ---- the stack's outputs and the plan ----------------------------------------------------------------------
 
 
-def test_a_stack_without_the_backlog_outputs_is_told_to_redeploy() -> None:
+def test_a_stack_without_the_job_outputs_is_told_to_redeploy() -> None:
     with pytest.raises(OpsError) as raised:
-        bj.backlog_from_outputs({contract.OUTPUT_BACKLOG_FUNCTION: FUNCTION_ARN}, "facepipe")
+        resources_from_outputs({contract.OUTPUT_BACKLOG_FUNCTION: FUNCTION_ARN}, "facepipe")
     message = str(raised.value)
     assert "\n" not in message
     assert contract.OUTPUT_BATCH_JOB_ROLE in message and contract.OUTPUT_REPORTS_BUCKET in message
@@ -116,13 +129,13 @@ def test_a_stack_without_the_backlog_outputs_is_told_to_redeploy() -> None:
 
 
 def test_the_account_comes_from_the_job_role_arn() -> None:
-    assert bj.account_from_role_arn(ROLE) == ACCOUNT
-    assert bj.account_from_role_arn("arn:aws-cn:iam::210987654321:role/x") == "210987654321"
-    assert bj.partition_from_role_arn("arn:aws-cn:iam::210987654321:role/x") == "aws-cn"
+    assert account_from_role_arn(ROLE) == ACCOUNT
+    assert account_from_role_arn("arn:aws-cn:iam::210987654321:role/x") == "210987654321"
+    assert partition_from_role_arn("arn:aws-cn:iam::210987654321:role/x") == "aws-cn"
     with pytest.raises(OpsError, match="not an IAM role ARN"):
-        bj.account_from_role_arn("arn:aws:iam::12345:user/someone")
+        account_from_role_arn("arn:aws:iam::12345:user/someone")
     with pytest.raises(OpsError, match="not an IAM role ARN"):
-        bj.backlog_from_outputs({**OUTPUTS, contract.OUTPUT_BATCH_JOB_ROLE: "not-an-arn"}, "facepipe")
+        resources_from_outputs({**OUTPUTS, contract.OUTPUT_BATCH_JOB_ROLE: "not-an-arn"}, "facepipe")
 
 
 def test_confirm_and_priority_map_to_batch_operations() -> None:
@@ -130,8 +143,8 @@ def test_confirm_and_priority_map_to_batch_operations() -> None:
     assert waiting.confirmation_required is True  # without --confirm the job waits in Suspended
     assert plan(confirm=True).confirmation_required is False
     assert plan(priority=0).priority == 0
-    assert plan(priority=bj.MAX_PRIORITY).priority == bj.MAX_PRIORITY
-    for wrong in (-1, bj.MAX_PRIORITY + 1):
+    assert plan(priority=MAX_PRIORITY).priority == MAX_PRIORITY
+    for wrong in (-1, MAX_PRIORITY + 1):
         with pytest.raises(OpsError, match="--priority"):
             plan(priority=wrong)
     assert (waiting.bucket, waiting.prefix, waiting.account_id) == (BUCKET, "photos/", ACCOUNT)
@@ -141,8 +154,8 @@ def test_confirm_and_priority_map_to_batch_operations() -> None:
 def test_the_request_token_is_idempotent_within_a_minute_and_follows_the_parameters() -> None:
     token = plan().client_request_token
     assert token.startswith("facepipe-") and len(token) <= 64
-    assert bj.plan_job(backlog(), f"s3://{BUCKET}/photos/", now=NOW.replace(second=59)).client_request_token == token
-    assert bj.plan_job(backlog(), f"s3://{BUCKET}/photos/", now=NOW.replace(minute=1)).client_request_token != token
+    assert plan_job(resources(), f"s3://{BUCKET}/photos/", now=NOW.replace(second=59)).client_request_token == token
+    assert plan_job(resources(), f"s3://{BUCKET}/photos/", now=NOW.replace(minute=1)).client_request_token != token
     assert plan(priority=11).client_request_token != token
     assert plan(f"s3://{BUCKET}/other/").client_request_token != token
     assert plan(confirm=True).client_request_token != token
@@ -155,7 +168,7 @@ def test_the_request_token_is_idempotent_within_a_minute_and_follows_the_paramet
 def test_generated_manifest_job_for_a_prefix(s3control) -> None:
     client, stub = s3control
     p = plan(priority=25)
-    request = bj.create_job_request(p)
+    request = create_job_request(p)
     assert request == {
         **expected_common(p, priority=25),
         "ManifestGenerator": {
@@ -168,38 +181,38 @@ def test_generated_manifest_job_for_a_prefix(s3control) -> None:
     }
     assert "Manifest" not in request
     stub.add_response("create_job", {"JobId": JOB_ID}, request)  # validated against the API model
-    assert bj.create_job(client, request) == JOB_ID
+    assert create_job(client, request) == JOB_ID
 
 
 def test_generated_manifest_job_for_the_whole_bucket_has_no_key_filter(s3control) -> None:
     client, stub = s3control
     p = plan(f"s3://{BUCKET}/", confirm=True)
-    request = bj.create_job_request(p)
+    request = create_job_request(p)
     assert request["ManifestGenerator"] == {
         "S3JobManifestGenerator": {"SourceBucket": f"arn:aws:s3:::{BUCKET}", "EnableManifestOutput": False}
     }
     assert request["ConfirmationRequired"] is False
     assert request["Description"] == f"facepipe backfill s3://{BUCKET}/"
     stub.add_response("create_job", {"JobId": JOB_ID}, request)
-    assert bj.create_job(client, request) == JOB_ID
+    assert create_job(client, request) == JOB_ID
 
 
 def test_a_generated_job_takes_no_manifest_and_a_csv_job_needs_one() -> None:
-    location = bj.ManifestLocation(REPORTS, "k", f"arn:aws:s3:::{REPORTS}/k", "e", ("Bucket", "Key"), 1, 1, 0)
+    location = ManifestLocation(REPORTS, "k", f"arn:aws:s3:::{REPORTS}/k", "e", ("Bucket", "Key"), 1, 1, 0)
     with pytest.raises(ValueError, match="generated"):
-        bj.create_job_request(plan(), location)
+        create_job_request(plan(), location)
     with pytest.raises(ValueError, match="CSV"):
-        bj.create_job_request(plan(manifest="csv"))
+        create_job_request(plan(manifest="csv"))
 
 
 def test_create_job_access_denied_is_one_line_naming_the_permissions(s3control) -> None:
     client, stub = s3control
-    request = bj.create_job_request(plan())
+    request = create_job_request(plan())
     stub.add_client_error(
         "create_job", service_error_code="AccessDenied", service_message="Access Denied", http_status_code=403
     )
     with pytest.raises(OpsError) as raised:
-        bj.create_job(client, request)
+        create_job(client, request)
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith("AccessDenied creating the Batch Operations job")
@@ -215,7 +228,7 @@ def test_create_job_other_errors_keep_the_service_message(s3control) -> None:
         http_status_code=400,
     )
     with pytest.raises(OpsError, match=r"^BadRequestException creating .*: Unable to assume the job role$"):
-        bj.create_job(client, bj.create_job_request(plan()))
+        create_job(client, create_job_request(plan()))
 
 
 def test_confirm_job_makes_a_suspended_job_ready(s3control) -> None:
@@ -225,7 +238,7 @@ def test_confirm_job_makes_a_suspended_job_ready(s3control) -> None:
         {"JobId": JOB_ID, "Status": "Ready"},
         {"AccountId": ACCOUNT, "JobId": JOB_ID, "RequestedJobStatus": "Ready", "StatusUpdateReason": "go"},
     )
-    assert bj.confirm_job(client, ACCOUNT, JOB_ID, reason="go") == "Ready"
+    assert confirm_job(client, ACCOUNT, JOB_ID, reason="go") == "Ready"
 
 
 # ---- the CSV manifest (moto S3) ------------------------------------------------------------------------------------
@@ -248,7 +261,7 @@ def reports(aws: Aws) -> Aws:
     return aws
 
 
-def manifest_rows(aws: Aws, location: bj.ManifestLocation) -> list[list[str]]:
+def manifest_rows(aws: Aws, location: ManifestLocation) -> list[list[str]]:
     body = aws.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read().decode()
     return list(csv.reader(io.StringIO(body)))
 
@@ -263,7 +276,7 @@ def test_csv_manifest_lists_current_versions_url_encoded_and_skips_analysed_obje
     aws.put("other/outside.jpg", b"x")
     store = ResultsStore(aws.dynamodb, TABLE)
 
-    location = bj.write_csv_manifest(aws.s3, store, BUCKET, "photos/", REPORTS, name="uploads/test.csv")
+    location = write_csv_manifest(aws.s3, store, BUCKET, "photos/", REPORTS, name="uploads/test.csv")
 
     assert location is not None
     assert (location.listed, location.skipped, location.tasks) == (4, 1, 3)
@@ -294,7 +307,7 @@ def test_csv_manifest_lists_current_versions_url_encoded_and_skips_analysed_obje
 
     # ... and the job that uses it passes the API model's validation
     p = plan(manifest="csv")
-    request = bj.create_job_request(p, location)
+    request = create_job_request(p, location)
     assert request["Manifest"] == {
         "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key", "VersionId"]},
         "Location": {"ObjectArn": location.object_arn, "ETag": location.etag, "ObjectVersionId": location.version_id},
@@ -303,7 +316,7 @@ def test_csv_manifest_lists_current_versions_url_encoded_and_skips_analysed_obje
     client = boto3.client("s3control", region_name=REGION)
     with Stubber(client) as stub:
         stub.add_response("create_job", {"JobId": JOB_ID}, {**expected_common(p), "Manifest": request["Manifest"]})
-        assert bj.create_job(client, request) == JOB_ID
+        assert create_job(client, request) == JOB_ID
         stub.assert_no_pending_responses()
 
 
@@ -311,7 +324,7 @@ def test_csv_manifest_of_an_unversioned_bucket_has_no_version_ids(reports: Aws) 
     aws = reports
     aws.s3.create_bucket(Bucket="plain")  # never versioned: every VersionId is "null"
     aws.s3.put_object(Bucket="plain", Key="x y.jpg", Body=b"x")
-    location = bj.write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), "plain", "", REPORTS)
+    location = write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), "plain", "", REPORTS)
     assert location is not None and location.fields == ("Bucket", "Key")
     assert location.key.startswith("facepipe-manifests/plain/") and location.key.endswith(".csv")
     assert manifest_rows(aws, location) == [["plain", "x%20y.jpg"]]
@@ -321,16 +334,14 @@ def test_csv_manifest_is_none_when_everything_has_a_result(reports: Aws) -> None
     aws = reports
     store_analysed(aws, "photos/a.jpg")
     store_analysed(aws, "photos/b.jpg")
-    assert bj.write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS) is None
+    assert write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS) is None
     assert aws.s3.list_objects_v2(Bucket=REPORTS).get("KeyCount") == 0
 
 
 def test_csv_manifest_dry_run_writes_nothing(reports: Aws) -> None:
     aws = reports
     aws.put("photos/a.jpg", b"x")
-    location = bj.write_csv_manifest(
-        aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS, dry_run=True
-    )
+    location = write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS, dry_run=True)
     assert location is not None and location.written is False and location.tasks == 1
     assert aws.s3.list_objects_v2(Bucket=REPORTS).get("KeyCount") == 0
 
@@ -340,12 +351,20 @@ def test_csv_manifest_access_denied_names_the_permission(reports: Aws) -> None:
     aws.put("photos/a.jpg", b"x")
     fail_calls(aws.s3, "PutObject", "AccessDenied", {1})
     with pytest.raises(OpsError) as raised:
-        bj.write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS)
+        write_csv_manifest(aws.s3, ResultsStore(aws.dynamodb, TABLE), BUCKET, "photos/", REPORTS)
     assert "s3:PutObject on the reports bucket" in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
-# ---- progress -------------------------------------------------------------------------------------------
+# ---- progress, followed by ops and drawn by the CLI -------------------------------------------------------
+
+
+def watch(client: Any, *, out: io.StringIO, width: int = 30, **kwargs: Any) -> JobProgress:
+    """What `backfill --status` does: the job followed (facepipe.ops), its progress drawn (facepipe.cli)."""
+    drawing = ProgressDrawing(out, width)
+    progress = follow_job(client, ACCOUNT, JOB_ID, on_progress=drawing.draw, **kwargs)
+    drawing.close(progress)
+    return progress
 
 
 def test_an_active_job_shows_its_bar_counts_and_report(s3control) -> None:
@@ -355,14 +374,14 @@ def test_an_active_job_shows_its_bar_counts_and_report(s3control) -> None:
         job("Active", total=200, succeeded=90, failed=10),
         {"AccountId": ACCOUNT, "JobId": JOB_ID},
     )
-    progress = bj.describe(client, ACCOUNT, JOB_ID)
+    progress = describe(client, ACCOUNT, JOB_ID)
     assert (progress.status, progress.total, progress.succeeded, progress.failed) == ("Active", 200, 90, 10)
     assert progress.percent == 50.0 and not progress.terminal
     assert progress.report == f"s3://{REPORTS}/facepipe-reports/job-{JOB_ID}/"
     assert progress.elapsed_seconds == 42 and progress.account_id == ACCOUNT
-    line = bj.render_progress(progress, width=20)
+    line = render_progress(progress, width=20)
     assert line == "Active     [##########----------]  50.0%  100/200 tasks: 90 succeeded, 10 failed"
-    assert f"completion report: s3://{REPORTS}/facepipe-reports/job-{JOB_ID}/" in bj.render_details(progress)
+    assert f"completion report: s3://{REPORTS}/facepipe-reports/job-{JOB_ID}/" in render_details(progress)
 
 
 def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control) -> None:
@@ -379,12 +398,12 @@ def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control) -> None:
             StatusUpdateReason="Job failure rate exceeded threshold",
         ),
     )
-    complete = bj.describe(client, ACCOUNT, JOB_ID)
+    complete = describe(client, ACCOUNT, JOB_ID)
     assert complete.terminal and complete.percent == 100.0
-    assert bj.render_progress(complete, width=10).startswith("Complete   [##########] 100.0%  3/3 tasks")
-    failed = bj.describe(client, ACCOUNT, JOB_ID)
+    assert render_progress(complete, width=10).startswith("Complete   [##########] 100.0%  3/3 tasks")
+    failed = describe(client, ACCOUNT, JOB_ID)
     assert failed.terminal and failed.percent == 50.0
-    details = bj.render_details(failed)
+    details = render_details(failed)
     assert "failure: JobFailureThresholdExceeded: too many task failures" in details
     assert "reason: Job failure rate exceeded threshold" in details
 
@@ -392,11 +411,10 @@ def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control) -> None:
 def test_a_preparing_job_without_counts_yet(s3control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Preparing"))
-    progress = bj.describe(client, ACCOUNT, JOB_ID)
+    progress = describe(client, ACCOUNT, JOB_ID)
     assert progress.percent == 0.0
     assert (
-        bj.render_progress(progress, width=4)
-        == "Preparing  [----]   0.0%  tasks not counted yet: 0 succeeded, 0 failed"
+        render_progress(progress, width=4) == "Preparing  [----]   0.0%  tasks not counted yet: 0 succeeded, 0 failed"
     )
 
 
@@ -404,7 +422,7 @@ def test_describe_an_unknown_job(s3control) -> None:
     client, stub = s3control
     stub.add_client_error("describe_job", service_error_code="NotFoundException", service_message="no such job")
     with pytest.raises(OpsError, match=f"no Batch Operations job {JOB_ID} in account {ACCOUNT}"):
-        bj.describe(client, ACCOUNT, JOB_ID)
+        describe(client, ACCOUNT, JOB_ID)
 
 
 def test_watch_redescribes_until_complete_with_an_injected_sleep(s3control) -> None:
@@ -418,7 +436,7 @@ def test_watch_redescribes_until_complete_with_an_injected_sleep(s3control) -> N
         stub.add_response("describe_job", response, {"AccountId": ACCOUNT, "JobId": JOB_ID})
     slept: list[float] = []
     out = io.StringIO()
-    final = bj.watch(client, ACCOUNT, JOB_ID, sleep=slept.append, out=out, interval=7.5, width=4)
+    final = watch(client, sleep=slept.append, out=out, interval=7.5, width=4)
     assert final.status == "Complete" and (final.succeeded, final.failed) == (3, 1)
     assert slept == [7.5, 7.5, 7.5]
     assert out.getvalue().splitlines() == [
@@ -440,7 +458,7 @@ def test_watch_redraws_in_place_on_a_terminal(s3control) -> None:
             return True
 
     out = Terminal()
-    bj.watch(client, ACCOUNT, JOB_ID, sleep=lambda s: None, out=out, width=2)
+    watch(client, sleep=lambda s: None, out=out, width=2)
     first, *rest = out.getvalue().split("\n")
     assert first.count("\r") == 2 and first.endswith("Complete   [##] 100.0%  2/2 tasks: 2 succeeded, 0 failed")
     assert rest[0] == f"job {JOB_ID} (facepipe backfill s3://{BUCKET}/photos/)"
@@ -451,7 +469,7 @@ def test_watch_stops_at_a_job_waiting_for_confirmation(s3control) -> None:
     stub.add_response("describe_job", job("Suspended", total=10, confirmation_required=True))
     slept: list[float] = []
     out = io.StringIO()
-    progress = bj.watch(client, ACCOUNT, JOB_ID, sleep=slept.append, out=out)
+    progress = watch(client, sleep=slept.append, out=out)
     assert progress.waiting and not progress.terminal and slept == []
     assert f"python -m facepipe backfill --status {JOB_ID} --confirm" in out.getvalue()
 
@@ -460,7 +478,7 @@ def test_watch_once_when_not_until_done(s3control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Active", total=10, succeeded=5))
     slept: list[float] = []
-    progress = bj.watch(client, ACCOUNT, JOB_ID, sleep=slept.append, out=io.StringIO(), until_done=False)
+    progress = watch(client, sleep=slept.append, out=io.StringIO(), until_done=False)
     assert progress.status == "Active" and slept == []
 
 
@@ -623,7 +641,7 @@ def test_local_tasks_are_the_current_versions_without_a_result(aws: Aws) -> None
 # ---- the command: backfill --engine batch-operations / --status, through a stack's Target ---------------------
 from facepipe import ops  # noqa: E402
 from facepipe.cli import main  # noqa: E402
-from facepipe.ops import backlog as backlog_ops  # noqa: E402
+from facepipe.ops import batch_operations  # noqa: E402
 
 
 def stack_target(aws: Aws, client: Any, **kwargs: Any) -> ops.Target:
@@ -643,11 +661,11 @@ def test_the_command_creates_a_generated_manifest_job_for_a_watched_prefix(repor
             "SourceBucket": f"arn:aws:s3:::{BUCKET}", "EnableManifestOutput": False,
             "Filter": {"KeyNameConstraint": {"MatchAnyPrefix": ["photos/2020/"]}}}},
     })  # fmt: skip
-    submitted = backlog_ops.submit(target, f"s3://{BUCKET}/photos/2020/")
+    submitted = batch_operations.submit(target, f"s3://{BUCKET}/photos/2020/")
     assert submitted.job_id == JOB_ID
     # a prefix the function's role cannot read is refused before anything is created
     with pytest.raises(OpsError, match=r"reads only under s3://uploads/photos/ .* not all of s3://uploads/"):
-        backlog_ops.submit(target, f"s3://{BUCKET}/")
+        batch_operations.submit(target, f"s3://{BUCKET}/")
 
 
 def test_the_command_writes_a_csv_manifest_and_creates_the_job_with_it(reports: Aws, s3control) -> None:
@@ -656,7 +674,7 @@ def test_the_command_writes_a_csv_manifest_and_creates_the_job_with_it(reports: 
     store_analysed(reports, "photos/done.jpg")
     target = stack_target(reports, client)
     stub.add_response("create_job", {"JobId": JOB_ID})
-    submitted = backlog_ops.submit(target, f"s3://{BUCKET}/photos/", manifest="csv", confirm=True, priority=50)
+    submitted = batch_operations.submit(target, f"s3://{BUCKET}/photos/", manifest="csv", confirm=True, priority=50)
     assert submitted.manifest is not None and submitted.manifest.tasks == 1 and submitted.manifest.skipped == 1
     request = submitted.request
     assert request["Manifest"]["Location"]["ObjectArn"] == f"arn:aws:s3:::{REPORTS}/{submitted.manifest.key}"
@@ -704,17 +722,31 @@ def test_confirm_waits_while_s3_prepares_the_manifest(reports: Aws, s3control) -
     stub.add_response("describe_job", job("Suspended", confirmation_required=True))
     stub.add_response("update_job_status", {"JobId": JOB_ID, "Status": "Ready"})
     slept: list[float] = []
-    said = backlog_ops.confirm(target, JOB_ID, sleep=slept.append, out=io.StringIO())
+    announced: list[str] = []
+    said = batch_operations.confirm(target, JOB_ID, sleep=slept.append, announce=announced.append)
     assert said.startswith(f"job {JOB_ID} confirmed") and slept == [5.0, 5.0]
+    assert announced == [f"job {JOB_ID} is New (S3 prepares the manifest); waiting to confirm it"]
     stub.add_response("describe_job", job("Active", total=3))
-    assert backlog_ops.confirm(target, JOB_ID, sleep=slept.append) == f"job {JOB_ID} is Active: nothing to confirm"
+    assert batch_operations.confirm(target, JOB_ID, sleep=slept.append) == f"job {JOB_ID} is Active: nothing to confirm"
     for _ in range(3):
         stub.add_response("describe_job", job("Preparing", confirmation_required=True))
     with pytest.raises(OpsError, match="still Preparing after 10 s"):
-        backlog_ops.confirm(target, JOB_ID, sleep=lambda s: None, timeout=10.0)
+        batch_operations.confirm(target, JOB_ID, sleep=lambda s: None, timeout=10.0)
 
 
-def test_a_stack_without_the_backlog_engine_is_told_to_redeploy(aws: Aws, s3control) -> None:
+def test_a_stack_without_the_backlog_function_is_told_to_redeploy(aws: Aws, s3control) -> None:
     old = ops.Target(BUCKET, TABLE, aws.queue_url, "fn", client_for={"s3": aws.s3}.__getitem__, description="stack x")
     with pytest.raises(OpsError, match="redeploy"):
-        backlog_ops.submit(old, f"s3://{BUCKET}/photos/")
+        batch_operations.submit(old, f"s3://{BUCKET}/photos/")
+
+
+def test_the_local_stack_has_no_job_to_follow_whatever_it_is_called(aws: Aws) -> None:
+    # what the Target is decides, not its description
+    local = ops.Target(BUCKET, TABLE, aws.queue_url, "fn", client_for={"s3": aws.s3}.__getitem__,
+                       description="my laptop", kind=ops.TargetKind.LOCAL, reports_bucket=REPORTS)  # fmt: skip
+    with pytest.raises(OpsError, match="no job to follow"):
+        batch_operations.follow(local, JOB_ID)
+    named_local = ops.Target(BUCKET, TABLE, aws.queue_url, "fn", client_for={"s3": aws.s3}.__getitem__,
+                             description="local stack at http://x")  # fmt: skip
+    with pytest.raises(OpsError, match="redeploy"):  # a deployed stack, whatever its description says
+        batch_operations.follow(named_local, JOB_ID)

@@ -1,5 +1,7 @@
-"""A local S3 Batch Operations job (`backfill --engine batch-operations --local`): the tasks of a manifest fed
-to the backlog function with a LambdaInvoke operation, as Batch Operations does it.
+"""`backfill --engine batch-operations --local`: an S3 Batch Operations job emulated on this machine against the
+local stack. The tasks a CSV manifest would hold (facepipe/ops/batch_operations/manifest.py) are fed to the
+backlog function (the deployed code, with clients for the local stack) with a LambdaInvoke operation, as Batch
+Operations does it:
 
 - each task is one synchronous invocation with a schema 2.0 event (one task per event: the bucket's name in
   `s3Bucket`, the key URL-encoded in `s3Key`, the version or null in `s3VersionId`);
@@ -34,14 +36,12 @@ from typing import Any
 
 from detect_faces.contract import REPORTS_PREFIX
 from facepipe.ops.backfill import has_result_for
-from facepipe.ops.batch_jobs import (
-    INVOCATION_SCHEMA_VERSION,
-    REPORT_FORMAT,
-    SummarySource,
-    manifest_key_for,
-    pending_objects,
-)
+from facepipe.ops.batch_operations.manifest import SummarySource, manifest_key_for, pending_objects
+from facepipe.ops.batch_operations.plan import INVOCATION_SCHEMA_VERSION, REPORT_FORMAT
+from facepipe.ops.errors import OpsError
+from facepipe.ops.targets import Target
 
+from .aws import local_client
 from .runtime import LocalContext
 
 RESULT_CODES = ("Succeeded", "TemporaryFailure", "PermanentFailure")
@@ -278,4 +278,75 @@ def _write_report(s3: Any, report: LocalJobReport, prefix: str, created: datetim
         Key=report.manifest_key,
         Body=json.dumps(manifest, indent=4).encode(),
         ContentType="application/json",
+    )
+
+
+# ---- the job on the local stack's Target -------------------------------------------------------------------------
+
+
+def _location(target: Target, uri: str) -> tuple[str, str]:
+    located = target.backfill_location(uri)
+    if not target.reports_bucket:
+        raise OpsError("this local stack has no reports bucket: restart it with `python -m facepipe local up`")
+    return located
+
+
+def planned_tasks(target: Target, uri: str) -> list[LocalTask]:
+    """The job's tasks (those a CSV manifest would hold), without running it: `--dry-run`."""
+    bucket, prefix = _location(target, uri)
+    return tasks_to_run(target.client_for("s3"), target.results(), bucket, prefix)
+
+
+def run_job(
+    target: Target,
+    uri: str,
+    *,
+    concurrency: int = 4,
+    max_attempts: int = 10,  # Batch Operations redrives a TemporaryFailure "before the job completes"
+    retry_delay: float = 2.0,
+    sleep: Callable[[float], None] | None = None,
+) -> LocalJobReport:
+    """The job on this machine: the tasks a CSV manifest would hold, fed to the backlog function (the deployed
+    code, with clients for the local stack) at `concurrency`, TemporaryFailure retried later, and the
+    completion report written to the local reports bucket in Batch Operations' format."""
+    from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+    from botocore.config import Config
+
+    from detect_faces import backlog, handler
+    from detect_faces.settings import Settings
+
+    bucket, prefix = _location(target, uri)
+    s3 = target.client_for("s3")
+    tasks = tasks_to_run(s3, target.results(), bucket, prefix)
+    # DetectFaces gets one attempt per call, as the deployed function's client: the function's own backoff is
+    # the only retry (a client retrying throttling by itself would hide the TemporaryFailure path)
+    endpoint = target.client_for("rekognition").meta
+    rekognition = local_client(
+        "rekognition", endpoint.region_name, {}, endpoint.endpoint_url,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )  # fmt: skip
+    processor = backlog.build_processor(
+        settings=Settings(results_table=target.table, failure_queue_url=target.dlq_url),
+        s3=s3,
+        rekognition=rekognition,
+        dynamodb=target.client_for("dynamodb"),
+        sqs=target.client_for("sqs"),
+    )
+
+    def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            return backlog.handle(S3BatchOperationEvent(event), processor, context)
+        finally:
+            handler.metrics.clear_metrics()  # no flush here: metrics are CloudWatch's, and this is not Lambda
+
+    kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+    return run_local_job(
+        invoke,
+        tasks,
+        s3=s3,
+        reports_bucket=target.reports_bucket,
+        concurrency=concurrency,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
+        **kwargs,
     )

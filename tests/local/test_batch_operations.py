@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+import facepipe.local
 from facepipe import ops
 from facepipe.cli import main
-from facepipe.local import LOCAL_FUNCTION, photos
+from facepipe.common import photos
+from facepipe.local import LOCAL_FUNCTION
 from facepipe.local import aws as local_aws
+from facepipe.local import batch_operations as local_job
 from facepipe.local.emulator import RekognitionError
-from facepipe.ops import backlog as backlog_ops
 from tests.helpers import Local, start_local
 
 pytestmark = pytest.mark.e2e
@@ -55,17 +57,15 @@ def test_a_backlog_is_drained_by_a_local_batch_operations_job(detector, monkeypa
 
         target = ops.Target(
             pipeline.bucket, pipeline.table, pipeline.dlq_url, LOCAL_FUNCTION, client_for=pipeline.client,
-            description="local stack", reports_bucket=local_aws.LOCAL_REPORTS,
+            description="local stack", kind=ops.TargetKind.LOCAL, reports_bucket=local_aws.LOCAL_REPORTS,
         )  # fmt: skip
-        monkeypatch.setattr(ops, "local_target", lambda: target)
+        monkeypatch.setattr(facepipe.local, "local_target", lambda: target)
         assert main(["backfill", f"s3://{pipeline.bucket}/archive/", "--engine", "batch-operations", "--local",
                      "--dry-run"]) == 0  # fmt: skip
         planned = capsys.readouterr().out
         assert "5 task(s) in the job it would run" in planned and "archive/done.jpg" not in planned
 
-        report = backlog_ops.run_locally(
-            target, f"s3://{pipeline.bucket}/archive/", concurrency=2, sleep=lambda s: None
-        )
+        report = local_job.run_job(target, f"s3://{pipeline.bucket}/archive/", concurrency=2, sleep=lambda s: None)
 
         assert (report.total, report.succeeded, report.failed, report.retries) == (5, 4, 1, 1)
         for name in ARCHIVE:
