@@ -40,7 +40,8 @@ class LocalOutcomeEvents:
         self.stats = OutcomeStreamStats()
         self._filter = EventPattern.load(json.dumps(STREAM_FILTER))
         self._stop = threading.Event()
-        self._idle = threading.Event()
+        self._quiet = threading.Condition()
+        self._quiet_passes = 0  # passes that found the stream read to its end
         self._thread: threading.Thread | None = None
 
     def start(self) -> LocalOutcomeEvents:
@@ -54,16 +55,20 @@ class LocalOutcomeEvents:
             self._thread.join(timeout=5)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True once the stream has been read to its end after this call (every outcome so far published)."""
-        self._idle.clear()
-        return self._idle.wait(timeout)
+        """True once a pass that began after this call found the stream read to its end: every outcome stored before
+        the call is published."""
+        with self._quiet:
+            target = self._quiet_passes + 2  # the pass under way may have begun before the call
+            return self._quiet.wait_for(lambda: self._quiet_passes >= target, timeout)
 
     def _run(self) -> None:
         iterators: dict[str, str] = {}
         while not self._stop.is_set():
             try:
                 if not self._read(iterators):
-                    self._idle.set()
+                    with self._quiet:
+                        self._quiet_passes += 1
+                        self._quiet.notify_all()
                     time.sleep(POLL_SECONDS)
             except Exception:  # the stream or the bus answered badly: log it and read again
                 if self._stop.is_set():

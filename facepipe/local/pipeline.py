@@ -31,6 +31,7 @@ from .attach import BucketAttachment
 from .aws import ACCOUNT, FAKE_CREDENTIALS, LOCAL_FUNCTION, local_client
 from .centerface import CenterFaceDetector, FixedDetector
 from .emulator import DetectFacesEmulator, RekognitionError
+from .outcome_stream import LocalOutcomeEvents
 from .runtime import LocalLambdaRuntime
 from .state import LocalState
 
@@ -56,6 +57,7 @@ class LocalSettings:
     # Attach to an existing (unversioned) bucket with another consumer, instead of creating the uploads bucket.
     existing_bucket: str | None = None
     key_prefix: str = ""  # as facepipe:keyPrefixes (one prefix); "" is every key
+    events: bool = True  # as facepipe:events: every stored outcome is an event on the embedded EventBridge
 
 
 class LocalPipeline:
@@ -88,6 +90,7 @@ class LocalPipeline:
         self._moto: Any = None
         self.emulator: DetectFacesEmulator | None = None
         self.runtime: LocalLambdaRuntime | None = None
+        self.outcome_events: LocalOutcomeEvents | None = None
 
     # ---- clients ---------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -190,6 +193,10 @@ class LocalPipeline:
         )
         self.runtime.poll(self.notifications_url)
         self.lambda_endpoint = self.runtime.serve_invoke_api(LOCAL_FUNCTION, port=self.port + 2 if self.port else 0)
+        if self.settings.events:
+            self.outcome_events = LocalOutcomeEvents(
+                self.client("dynamodb"), self.client("dynamodbstreams"), self.client("events"), self.table
+            ).start()
         return self
 
     def _subscribe(self, s3: Any, sqs: Any) -> None:
@@ -261,11 +268,16 @@ class LocalPipeline:
             if time.monotonic() > end:
                 return False
             time.sleep(0.05)
-        return self.runtime.wait_idle(max(0.0, end - time.monotonic()))
+        if not self.runtime.wait_idle(max(0.0, end - time.monotonic())):
+            return False
+        # and every outcome stored so far is on the bus
+        return self.outcome_events is None or self.outcome_events.wait_idle(max(0.0, end - time.monotonic()))
 
     def stop(self) -> None:
         if self.runtime is not None:
             self.runtime.stop()
+        if self.outcome_events is not None:
+            self.outcome_events.stop()
         if self.emulator is not None:
             self.emulator.stop()
         if self._moto is not None:
