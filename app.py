@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """The CDK app: `npx cdk synth|deploy` (via `make synth` / `make deploy`), or `python app.py` directly.
 
-Run directly, the app reads cdk.json's context itself (the CDK CLI passes it otherwise), so both synthesize the
-same template; a configuration mistake stops synthesis with one line naming the context key or setting.
+Run directly, the app reads the context itself as the CDK CLI would merge it (cdk.json, cdk.context.json,
+~/.cdk.json: infra/settings.py), so both synthesize the same template; a configuration mistake stops synthesis with
+one line naming the context key or setting.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,10 +15,10 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import ContextError
+from infra.config import ContextError, FacepipeConfig
+from infra.settings import merged_context
 from infra.stack import FacepipeStack
 
-DEFAULT_STACK_NAME = "Facepipe"
 ROOT = Path(__file__).resolve().parent
 
 
@@ -42,12 +42,13 @@ def check_region(region: str | None) -> None:
 
 def build_app(app: cdk.App | None = None) -> tuple[cdk.App, FacepipeStack]:
     app = app or cdk.App()
-    name = app.node.try_get_context("facepipe:stackName") or DEFAULT_STACK_NAME
+    config = FacepipeConfig.from_context(app)
     region = os.environ.get("CDK_DEFAULT_REGION")
     check_region(region)
     stack = FacepipeStack(
         app,
-        name,
+        config.stack_name,
+        config=config,
         description="facepipe: S3 uploads -> Rekognition DetectFaces -> DynamoDB, failures to an SQS DLQ",
         env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=region),
     )
@@ -57,13 +58,12 @@ def build_app(app: cdk.App | None = None) -> tuple[cdk.App, FacepipeStack]:
 
 
 def standalone_app() -> cdk.App:
-    """`python app.py` without the CDK CLI: cdk.json's context (feature flags included), cdk.out/, and the
-    region from the environment as the CLI resolves it."""
+    """`python app.py` without the CDK CLI: the context as the CLI merges it (cdk.json's feature flags included),
+    cdk.out/, and the region from the environment as the CLI resolves it."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region and not os.environ.get("CDK_DEFAULT_REGION"):
         os.environ["CDK_DEFAULT_REGION"] = region
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return cdk.App(context=context, outdir=os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out"))
+    return cdk.App(context=merged_context(ROOT), outdir=os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out"))
 
 
 def main() -> int:

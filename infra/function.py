@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import Acknowledgment, Aws, Duration, Validations
 from aws_cdk import aws_dynamodb as dynamodb
@@ -141,15 +140,6 @@ class PipelineFunction(Construct):
         # function uses it too. The backlog function sends none: its failures are the job's completion report.
 
         self.layer = layer or powertools_layer(self, "Powertools")
-        async_config: dict[str, Any] = (
-            {
-                "retry_attempts": config.retry_attempts,
-                "max_event_age": Duration.seconds(config.max_event_age_seconds),
-                "on_failure": destinations.SqsDestination(dlq),
-            }
-            if entry.live
-            else {}
-        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -180,7 +170,10 @@ class PipelineFunction(Construct):
                 EnvVar.METRICS_NAMESPACE: METRICS_NAMESPACE,
                 EnvVar.LOG_LEVEL: "INFO",
             },
-            **async_config,
+            # Lambda's async config, for the live function only (None: the property is not set)
+            retry_attempts=config.retry_attempts if entry.live else None,
+            max_event_age=Duration.seconds(config.max_event_age_seconds) if entry.live else None,
+            on_failure=destinations.SqsDestination(dlq) if entry.live else None,
         )
         self._acknowledge(uploads)
 

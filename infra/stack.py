@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from detect_faces.contract import (
@@ -34,8 +32,16 @@ from .uploads import ExistingBuckets, UploadsBucket, WatchedBuckets
 
 
 class FacepipeStack(Stack):
-    def __init__(self, scope: Construct, id: str, *, config: FacepipeConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(scope, id, **kwargs)
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: FacepipeConfig | None = None,
+        description: str | None = None,
+        env: Environment | None = None,
+    ) -> None:
+        super().__init__(scope, id, description=description, env=env)
         self.config = config or FacepipeConfig.from_context(self)
         # The construct ids of the created bucket are those of earlier releases: an upgrade replaces nothing.
         self.uploads: WatchedBuckets = (

@@ -273,11 +273,12 @@ class Aws:
             found.extend(new)
 
     def items(self, key: str) -> list[dict[str, Any]]:
-        return self.dynamodb.query(
+        items: list[dict[str, Any]] = self.dynamodb.query(
             TableName=TABLE,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": f"{BUCKET}/{key}"}},
         )["Items"]
+        return items
 
 
 @dataclass
@@ -401,7 +402,7 @@ def stubbed_rekognition() -> Rekognition:
 
 # ---- the local stack (tests/local, tests/ops) ----------------------------------------------------------------
 from facepipe.local import LocalPipeline, LocalSettings  # noqa: E402
-from facepipe.local.centerface import CenterFaceDetector  # noqa: E402
+from facepipe.local.centerface import CenterFaceDetector, FixedDetector  # noqa: E402
 
 
 class Local:
@@ -448,7 +449,7 @@ class Local:
         return self.p.emulator.stats.requests
 
 
-def start_local(detector: CenterFaceDetector, **kwargs: Any) -> LocalPipeline:
+def start_local(detector: CenterFaceDetector | FixedDetector, **kwargs: Any) -> LocalPipeline:
     settings = LocalSettings(**{"concurrency": 4, "delay_scale": 0.005, **kwargs.pop("settings", {})})
     return LocalPipeline(settings, detector=detector, **kwargs).start()
 

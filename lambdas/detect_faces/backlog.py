@@ -18,7 +18,7 @@ This module alone imports Powertools' data classes (the live handler reads plain
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 # botocore before Powertools, as in handler.py (bench/cold_start.py).
 from botocore.exceptions import ClientError, HTTPClientError
@@ -55,6 +55,8 @@ PERMANENT_FAILURE: RESULT_CODE_TYPE = "PermanentFailure"
 # (Powertools' default is Succeeded).
 TREAT_MISSING_KEYS_AS: RESULT_CODE_TYPE = PERMANENT_FAILURE
 
+FIRST_SERVER_ERROR = 500  # HTTP 5xx: the service failed, whatever the code
+
 # Worth another try later (TemporaryFailure), by AWS error code: what the live function retries (retry.RETRY_CODES)
 # and the other throttling and transient codes of the calls a task makes (botocore's standard retry mode treats
 # the same ones so): Rekognition's LimitExceededException, DynamoDB's RequestLimitExceeded, S3's SlowDown, ... Any
@@ -88,7 +90,7 @@ def is_temporary(exc: BaseException) -> bool:
         return True  # no answer from the service: endpoint unreachable, connect or read timeout
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return error_code(exc) in TEMPORARY_CODES or int(status) >= 500
+        return error_code(exc) in TEMPORARY_CODES or int(status) >= FIRST_SERVER_ERROR
     return False
 
 
@@ -192,10 +194,10 @@ def _as_dict(response: S3BatchOperationResponse) -> dict[str, Any]:
     }
 
 
-def build_processor(*, settings: Settings | None = None, **overrides: Any) -> Processor:
+def build_processor(*, settings: Settings | None = None, **wiring: Unpack[handler.Wiring]) -> Processor:
     """handler.build_processor with the backlog's settings: DetectFaces attempts cut to
     BACKLOG_DETECT_MAX_ATTEMPTS (Settings.for_backlog). Clients are injected or built on first use, as there."""
-    return handler.build_processor(settings=(settings or Settings.from_env()).for_backlog(), **overrides)
+    return handler.build_processor(settings=(settings or Settings.from_env()).for_backlog(), **wiring)
 
 
 _slot = handler.ProcessorSlot(lambda: build_processor())

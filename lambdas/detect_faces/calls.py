@@ -10,10 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from botocore.awsrequest import AWSResponse
+    from botocore.model import OperationModel
 
 _local = threading.local()
 CallHook = Callable[[str, float, bool], None]  # operation, milliseconds, failed
+ClientT = TypeVar("ClientT")
+FIRST_FAILED_STATUS = 300  # an HTTP answer below it is a success
 
 
 def begin_record() -> dict[str, dict[str, float]]:
@@ -23,28 +29,33 @@ def begin_record() -> dict[str, dict[str, float]]:
     return stats
 
 
-def instrument(client: Any, on_call: CallHook | None = None) -> Any:
+def instrument(client: ClientT, on_call: CallHook | None = None) -> ClientT:
     """Time every call of this client (retries inside botocore included) into the current record's stats.
     An in-memory fake (no botocore event system) is returned as it is."""
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is None:
         return client
 
-    def started(model: Any, context: dict[str, Any], **_: Any) -> None:
+    # botocore's event handlers: what each event passes is botocore's (the request context holds any value).
+    def started(model: OperationModel, context: dict[str, Any], **_: object) -> None:
         context["facepipe_started"] = time.perf_counter()
         context["facepipe_sends"] = 0
         _local.context = context
 
-    def before_send(**_: Any) -> None:
+    def before_send(**_: object) -> None:
         context = getattr(_local, "context", None)
         if context is not None:
             context["facepipe_sends"] = context.get("facepipe_sends", 0) + 1
 
-    def after_call(model: Any, context: dict[str, Any], http_response: Any = None, **_: Any) -> None:
-        failed = http_response is None or getattr(http_response, "status_code", 200) >= 300
+    def after_call(
+        model: OperationModel, context: dict[str, Any], http_response: AWSResponse | None = None, **_: object
+    ) -> None:
+        failed = http_response is None or getattr(http_response, "status_code", 200) >= FIRST_FAILED_STATUS
         _record(model.name, context, failed, on_call)
 
-    def after_call_error(model: Any = None, context: dict[str, Any] | None = None, **_: Any) -> None:
+    def after_call_error(
+        model: OperationModel | None = None, context: dict[str, Any] | None = None, **_: object
+    ) -> None:
         if model is not None and context is not None:
             _record(model.name, context, True, on_call)
 

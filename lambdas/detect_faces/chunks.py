@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +42,7 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
-def encode(faces: list[dict[str, Any]]) -> bytes:
+def encode(faces: Sequence[Mapping[str, object]]) -> bytes:
     """FaceDetails as gzip-compressed JSON (mtime 0: the same faces always give the same bytes)."""
     text = json.dumps(faces, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return gzip.compress(text.encode(), compresslevel=GZIP_LEVEL, mtime=0)
@@ -52,7 +53,7 @@ def decode(blob: bytes) -> list[dict[str, Any]]:
     return faces
 
 
-def chunk_faces(faces: list[dict[str, Any]], limit: int = MAX_CHUNK_BYTES) -> list[bytes]:
+def chunk_faces(faces: Sequence[Mapping[str, object]], limit: int = MAX_CHUNK_BYTES) -> list[bytes]:
     """FaceDetails as gzip-JSON blobs, each far below DynamoDB's 400 KB item limit: all of them in one blob when it
     fits (100 faces with Attributes=ALL take ~105 KB), else halves, recursively."""
     if not faces:

@@ -4,9 +4,10 @@ S3's sequencer (docs/DESIGN.md, "Ordering and ownership of an image"). What the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -26,7 +27,10 @@ from .contract import (
 from .errors import error_code
 from .model import NULL_VERSION, ImageEvent, utc_iso
 from .results import ResultsStore, image_pk
-from .updates import IfNotExists, decode_item, serialize, update_args
+from .updates import IfNotExists, Item, UpdateArgs, decode_item, serialize, update_args
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # Every attribute is referenced through a placeholder: several of ours (status, bucket, size...) are
 # DynamoDB reserved words.
@@ -44,8 +48,16 @@ _CONDITION_NAMES = {
 }
 
 
-def _args(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    return update_args(_CONDITION_NAMES, *args, **kwargs)
+def _args(
+    set_values: Mapping[str, object],
+    remove: list[str],
+    condition: str,
+    condition_values: Mapping[str, object],
+    *,
+    add: Mapping[str, object] | None = None,
+) -> UpdateArgs:
+    """update_args with this module's condition placeholders."""
+    return update_args(_CONDITION_NAMES, set_values, remove, condition, condition_values, add=add)
 
 
 # What a tombstone removed: one version (it outranks only that version's events) or the whole object.
@@ -75,7 +87,7 @@ class Claim:
 class ImageClaims:
     """Conditional writes of one results table's META items and face chunks, for the function."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
         self.results = ResultsStore(client, table_name)  # the read model, for what a write must look at first
@@ -86,6 +98,7 @@ class ImageClaims:
         event: ImageEvent,
         token: str,
         now: datetime,
+        *,
         lease_seconds: int,
         redrive: bool,
         request_id: str = "",
@@ -111,7 +124,7 @@ class ImageClaims:
             " OR (#seq = :seq AND #status = :processing AND (#lease < :now OR #rid = :rid))"
             " OR (#seq = :seq AND #status IN (:dead, :taskfailed, :failed) AND :redrive = :true)"
         )
-        sequencer: Any = event.sequencer
+        sequencer: str | IfNotExists = event.sequencer
         if event.claims_as_current:
             same_object = "#vid = :vid" if vid else "#etag = :etag"
             taken = (
@@ -168,7 +181,7 @@ class ImageClaims:
 
     # ---- final states (each conditional on still holding the claim) ---------------------------
     def store_detected(
-        self, event: ImageEvent, claim: Claim, faces: list[dict[str, Any]], attributes: str, now: datetime
+        self, event: ImageEvent, claim: Claim, faces: Sequence[Mapping[str, object]], attributes: str, now: datetime
     ) -> bool:
         chunks = chunk_faces(faces)
         sequencer = claim.sequencer or event.sequencer
@@ -226,7 +239,7 @@ class ImageClaims:
         return committed
 
     def _finish(
-        self, event: ImageEvent, claim: Claim, status: Status, *, reason: str | None, extra: dict[str, Any]
+        self, event: ImageEvent, claim: Claim, status: Status, *, reason: str | None, extra: Mapping[str, object]
     ) -> bool:
         args = _args(
             {"status": status.value, "reason": reason, **extra},
@@ -268,9 +281,9 @@ class ImageClaims:
             "face_chunks": 0,
         }
         cleared = ["claim_token", "claim_request_id", "lease_expires", "attributes", "etag", "size_bytes"]
-        values: dict[str, Any] = {":seq": event.sequencer, ":vid": vid, ":null": NULL_VERSION}
+        values: dict[str, object] = {":seq": event.sequencer, ":vid": vid, ":null": NULL_VERSION}
         # A version id that joins removed_versions: a real one (S3 reuses "null" for every unversioned write).
-        forget: dict[str, Any] | None = {"removed_versions": {vid}} if vid else None
+        forget: dict[str, object] | None = {"removed_versions": {vid}} if vid else None
         not_removed = "(attribute_not_exists(#removed) OR NOT contains(#removed, :vid))" if vid else ""
         if one_version:
             # The stored item is this version's (no version id and "null" are one version).
@@ -330,13 +343,14 @@ class ImageClaims:
 
     # ---- helpers -------------------------------------------------------------------------------
     def _update_meta(
-        self, event: ImageEvent, args: dict[str, Any], blocker: dict[str, Any] | None = None
+        self, event: ImageEvent, args: UpdateArgs, blocker: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """A conditional update of the image's META_SK item: the item as it was before, or None when the
         condition failed (another event owns or finished the image). Given `blocker`, a failed condition fills
         it with the item that blocked the update, from the same call (ReturnValuesOnConditionCheckFailure)."""
         if blocker is not None:
-            args = {**args, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+            args = args.copy()
+            args["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             response = self._client.update_item(
                 TableName=self._table, Key=self._key(event, META_SK), ReturnValues="ALL_OLD", **args
@@ -344,7 +358,7 @@ class ImageClaims:
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 if blocker is not None:
-                    blocker.update(decode_item(exc.response.get("Item") or {}))
+                    blocker.update(decode_item(_item_of(exc)))
                 return None
             raise
         return decode_item(response.get("Attributes", {}))
@@ -393,8 +407,14 @@ class ImageClaims:
                 key = {TABLE_PARTITION_KEY: item[TABLE_PARTITION_KEY], TABLE_SORT_KEY: item[TABLE_SORT_KEY]}
                 self._client.delete_item(TableName=self._table, Key=key)
 
-    def _key_values(self, event: ImageEvent, sk: str) -> dict[str, Any]:
+    def _key_values(self, event: ImageEvent, sk: str) -> dict[str, str]:
         return {TABLE_PARTITION_KEY: image_pk(event.ref.bucket, event.ref.key), TABLE_SORT_KEY: sk}
 
-    def _key(self, event: ImageEvent, sk: str) -> dict[str, Any]:
+    def _key(self, event: ImageEvent, sk: str) -> Item:
         return serialize(self._key_values(event, sk))
+
+
+def _item_of(exc: ClientError) -> Item:
+    """The item a failed condition returned (ReturnValuesOnConditionCheckFailure), or {}."""
+    item = exc.response.get("Item")
+    return item if isinstance(item, dict) else {}

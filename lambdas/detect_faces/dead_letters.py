@@ -5,32 +5,27 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import ObjectRef, utc_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 
 class DeadLetterWriter:
     """Writes failure records in the shape of Lambda's on-failure destination record."""
 
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
 
-    def send(
-        self,
-        payload: dict[str, Any],
-        *,
-        ref: ObjectRef | None = None,
-        payload_extra: dict[str, Any] | None = None,
-        **fields: Any,
-    ) -> str:
-        """One failure record whose requestPayload is `payload` (what a redrive replays) plus `payload_extra`
-        (the redrive mark); `fields` are failure_record's (error_type, error_message, request_id, ...). The
-        object, when known, is also in the message attributes."""
-        record = failure_record({**payload, **(payload_extra or {})}, **fields)
-        attributes = {"errorType": str(fields["error_type"])}
+    def send(self, record: Mapping[str, Any], *, ref: ObjectRef | None = None) -> str:
+        """One failure record (failure_record's) to the queue. Its error type, and the object when known, are also
+        in the message attributes."""
+        attributes = {"errorType": str(record["responsePayload"]["errorType"])}
         if ref is not None:
             attributes.update(bucket=ref.bucket, key=ref.key)
         response = self._client.send_message(
@@ -65,7 +60,7 @@ def sqs_attribute_value(value: str) -> str:
 
 
 def failure_record(
-    payload: dict[str, Any],
+    payload: Mapping[str, object],
     *,
     error_type: str,
     error_message: str,

@@ -26,6 +26,7 @@ HEADER = struct.Struct("<4sIIB")
 ESCAPE = "\0"
 NULL = ESCAPE + "n"
 ENCODING = "FPF1+zlib"  # the value of a chunk's `encoding` attribute
+FLOAT32_BYTES, FLOAT64_BYTES = 4, 8  # the float widths a chunk may have
 
 
 def encode(faces: list[dict[str, Any]]) -> bytes:
@@ -51,10 +52,10 @@ def encode(faces: list[dict[str, Any]]) -> bytes:
     count = len(floats)
     try:
         narrow = struct.pack(f"<{count}f", *floats)
-        width = 4 if list(struct.unpack(f"<{count}f", narrow)) == floats else 8
+        width = FLOAT32_BYTES if list(struct.unpack(f"<{count}f", narrow)) == floats else FLOAT64_BYTES
     except OverflowError:  # beyond float32's range
-        width = 8
-    numbers = narrow if width == 4 else struct.pack(f"<{count}d", *floats)
+        width = FLOAT64_BYTES
+    numbers = narrow if width == FLOAT32_BYTES else struct.pack(f"<{count}d", *floats)
     return zlib.compress(HEADER.pack(MAGIC, len(structure), count, width) + structure + numbers, 6)
 
 
@@ -64,7 +65,7 @@ def decode(blob: bytes) -> list[dict[str, Any]]:
     if magic != MAGIC:
         raise ValueError(f"not an FPF1 face chunk (starts with {magic!r})")
     structure = json.loads(raw[HEADER.size : HEADER.size + size])
-    numbers = iter(struct.unpack_from(f"<{count}{'f' if width == 4 else 'd'}", raw, HEADER.size + size))
+    numbers = iter(struct.unpack_from(f"<{count}{'f' if width == FLOAT32_BYTES else 'd'}", raw, HEADER.size + size))
 
     def fill(value: Any) -> Any:
         if value is None:

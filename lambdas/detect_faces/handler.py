@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast
 
 # boto3 (botocore) before Powertools: Powertools then finds botocore loaded instead of loading it half-way
 # through its own import, which measures ~15 ms cheaper at cold start (bench/cold_start.py).
@@ -26,8 +26,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .contract import DETECT_FACES_LATENCY
 from .processor import Processor
 
+if TYPE_CHECKING:  # the stubs are a development tool: the function never imports them
+    from datetime import datetime
+
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_rekognition import RekognitionClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+    from .retry import Backoff, MetricsSink
+    from .settings import Settings
+
 logger = Logger()
 metrics = Metrics()
+ClientT = TypeVar("ClientT")
 
 
 class ProcessorSlot:
@@ -47,15 +59,15 @@ class ProcessorSlot:
         self._processor = processor
 
 
-class LazyClient:
+class LazyClient(Generic[ClientT]):
     """A boto3 client built on first use (thread-safe: a boto3 Session is not)."""
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[[], ClientT]) -> None:
         self._factory = factory
-        self._client: Any = None
+        self._client: ClientT | None = None
         self._lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # Any: whichever attribute of the client
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -63,15 +75,25 @@ class LazyClient:
         return getattr(self._client, name)
 
 
-def build_processor(
-    *,
-    s3: Any = None,
-    rekognition: Any = None,
-    dynamodb: Any = None,
-    sqs: Any = None,
-    settings: Any = None,
-    **overrides: Any,
-) -> Processor:
+def lazy(factory: Callable[[], ClientT]) -> ClientT:
+    """A client built on first use, typed as the client it stands for: LazyClient forwards every attribute."""
+    return cast("ClientT", LazyClient(factory))
+
+
+class Wiring(TypedDict, total=False):
+    """What build_processor takes injected instead of building it (tests, local mode, the backlog's own)."""
+
+    s3: S3Client
+    rekognition: RekognitionClient
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    backoff: Backoff
+    metrics: MetricsSink
+    clock: Callable[[], datetime]
+    new_token: Callable[[], str]
+
+
+def build_processor(*, settings: Settings | None = None, **wiring: Unpack[Wiring]) -> Processor:
     """Wire the core to AWS. Any client may be injected (tests, local mode); the rest come from boto3,
     which honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>."""
     from . import calls
@@ -88,30 +110,35 @@ def build_processor(
     standard = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
     # DetectFaces: one attempt per call; our Backoff owns the retries (jitter, budget, remaining time, metrics).
     single = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-    backoff = overrides.pop("backoff", None) or Backoff(
+    backoff = wiring.get("backoff") or Backoff(
         max_attempts=settings.detect_max_attempts,
         base_seconds=settings.backoff_base_seconds,
         max_seconds=settings.backoff_max_seconds,
     )
-    sink = overrides.pop("metrics", metrics)
+    sink = wiring.get("metrics", metrics)
 
     def on_call(operation: str, ms: float, failed: bool) -> None:
         if operation == "DetectFaces":
             sink.add_metric(name=DETECT_FACES_LATENCY, unit=MetricUnit.Milliseconds, value=round(ms, 1))
 
-    def client(injected: Any, service: str, config: Config) -> Any:
+    def client(injected: ClientT | None, build: Callable[[], ClientT]) -> ClientT:
         if injected is not None:
             return calls.instrument(injected, on_call)
-        return LazyClient(lambda: calls.instrument(session().client(service, config=config), on_call))
+        return lazy(lambda: calls.instrument(build(), on_call))
 
+    rekognition = client(wiring.get("rekognition"), lambda: session().client("rekognition", config=single))
+    s3 = client(wiring.get("s3"), lambda: session().client("s3", config=standard))
+    dynamodb = client(wiring.get("dynamodb"), lambda: session().client("dynamodb", config=standard))
+    sqs = client(wiring.get("sqs"), lambda: session().client("sqs", config=standard))
     return Processor(
         settings=settings,
-        rekognition=RekognitionFaces(client(rekognition, "rekognition", single), backoff, on_retry=retry_hook(sink)),
-        inspector=ObjectInspector(client(s3, "s3", standard)),
-        claims=ImageClaims(client(dynamodb, "dynamodb", standard), settings.results_table),
-        dead_letters=DeadLetterWriter(client(sqs, "sqs", standard), settings.failure_queue_url),
+        rekognition=RekognitionFaces(rekognition, backoff, on_retry=retry_hook(sink)),
+        inspector=ObjectInspector(s3),
+        claims=ImageClaims(dynamodb, settings.results_table),
+        dead_letters=DeadLetterWriter(sqs, settings.failure_queue_url),
         metrics=sink,
-        **overrides,
+        clock=wiring.get("clock"),
+        new_token=wiring.get("new_token"),
     )
 
 

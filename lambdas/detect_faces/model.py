@@ -70,7 +70,7 @@ def normalize_sequencer(sequencer: str | None, *, eventbridge: bool = False) -> 
     return value.ljust(SEQUENCER_WIDTH, "0")
 
 
-def is_eventbridge_s3(event: Any) -> bool:
+def is_eventbridge_s3(event: object) -> bool:
     return isinstance(event, dict) and event.get("source") == "aws.s3" and "detail-type" in event
 
 
@@ -84,19 +84,19 @@ def _eventbridge_name(kind: str, reason: str, deletion_type: str) -> str:
     return kind.replace(" ", "")  # Object Restore Completed, Object Tags Added, ...: not handled
 
 
-def _text(value: Any, what: str) -> str:
+def _text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidEventError(f"{what} {value!r} is not a non-empty string")
     return value
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
+def _mapping(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidEventError(f"{where} is not an object: {value!r:.80}")
     return value
 
 
-def _object_size(value: Any) -> int | None:
+def _object_size(value: object) -> int | None:
     """S3's `size`: a non-negative integer (or absent, as in removal events)."""
     if value is None:
         return None
@@ -209,7 +209,7 @@ class ImageEvent:
             raise InvalidEventError(f"S3 record is missing {exc}") from None
 
     @classmethod
-    def backfill(cls, bucket: Any, key: Any, version_id: Any = None) -> ImageEvent:
+    def backfill(cls, bucket: object, key: object, version_id: object = None) -> ImageEvent:
         """A backfill record for one object an operator's job names (a backlog task, backlog.py): sequencer 0,
         so every real event of the key outranks it. The key is given decoded. No version id (None, "", or S3's
         "null" for an object written before versioning) means the object's current version. The ETag, size and
@@ -264,11 +264,11 @@ class ImageEvent:
     @classmethod
     def _checked(
         cls,
-        bucket: Any,
+        bucket: object,
         key: str,
         obj: dict[str, Any],
         names: tuple[str, str],
-        what: tuple[str, Any, Any],
+        what: tuple[str, object, object],
     ) -> ImageEvent:
         """The fields both deliveries share, each checked: bucket, version id and ETag (named per delivery,
         `names`), size and sequencer; `what` is the event name, time and region."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
+from .errors import ImageProblem, ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import MAX_S3_OBJECT_BYTES, MIN_IMAGE_PIXELS, ObjectRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef, GetObjectRequestTypeDef
 
 S3_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound", "InvalidObjectState"})
 # S3 answers a read of a missing key with 403, not 404, when the caller may not list the bucket; the function's
@@ -20,55 +24,40 @@ S3_DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
 DENIED_NOTE = "the object is missing (S3 answers 403 for a missing key to a role without s3:ListBucket) or unreadable"
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A PNG's first chunk is IHDR: its length (4 bytes) and type after the signature, then width and height (4 each).
+PNG_IHDR_TYPE = slice(12, 16)
+PNG_SIZE = slice(16, 24)
 SNIFF_BYTES = 32
 
 
 class ObjectInspector:
     """Cheap checks before a Rekognition call is spent: one ranged GET of the first bytes."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: S3Client) -> None:
         self._client = client
 
     def inspect(self, ref: ObjectRef, size_hint: int | None) -> None:
-        if size_hint == 0:
-            raise ImageRejected("EmptyObject", "the object is 0 bytes")
-        if size_hint is not None and size_hint > MAX_S3_OBJECT_BYTES:
-            raise ImageRejected("ImageTooLargeException", f"{size_hint} bytes is over Rekognition's 15 MB S3 limit")
-        params: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
+        """Raise ImageRejected or ObjectUnreadable when DetectFaces is sure to refuse the object: by the size the
+        event gave, then by its first bytes and real size (a ranged GET)."""
+        check_size(size_hint)
+        head, size = self._first_bytes(ref)
+        check_size(size)
+        check_format(head)
+
+    def _first_bytes(self, ref: ObjectRef) -> tuple[bytes, int]:
+        """The object's first SNIFF_BYTES and its whole size, from one ranged GET."""
+        params: GetObjectRequestTypeDef = {"Bucket": ref.bucket, "Key": ref.key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
         if ref.version_id:
             params["VersionId"] = ref.version_id
         try:
             response = self._client.get_object(**params)
         except ClientError as exc:
-            code = error_code(exc)
-            if code in S3_MISSING_CODES:
-                raise ObjectUnreadable("InvalidS3ObjectException", f"S3 {code}: {error_message(exc)}") from exc
-            if code in S3_DENIED_CODES:
-                raise ObjectUnreadable(
-                    "InvalidS3ObjectException", f"S3 {code}: {DENIED_NOTE}: {error_message(exc)}"
-                ) from exc
-            if code == "InvalidRange":  # a ranged GET of an empty object
-                raise ImageRejected("EmptyObject", "the object is 0 bytes") from exc
-            raise
+            problem = read_problem(exc)
+            if problem is None:
+                raise
+            raise problem from exc
         head = response["Body"].read(SNIFF_BYTES)
-        size = _total_size(response, len(head))
-        if size == 0:
-            raise ImageRejected("EmptyObject", "the object is 0 bytes")
-        if size > MAX_S3_OBJECT_BYTES:
-            raise ImageRejected("ImageTooLargeException", f"{size} bytes is over Rekognition's 15 MB S3 limit")
-        if head.startswith(JPEG_MAGIC):
-            return
-        if head.startswith(PNG_MAGIC):
-            if len(head) >= 24 and head[12:16] == b"IHDR":
-                width, height = struct.unpack(">II", head[16:24])
-                if width < MIN_IMAGE_PIXELS or height < MIN_IMAGE_PIXELS:
-                    raise ImageRejected(
-                        "InvalidParameterException",
-                        f"image is {width}x{height} px; Rekognition needs at least"
-                        f" {MIN_IMAGE_PIXELS}x{MIN_IMAGE_PIXELS}",
-                    )
-            return
-        raise ImageRejected("InvalidImageFormatException", f"not a JPEG or PNG (first bytes {head[:8].hex()})")
+        return head, _total_size(response, len(head))
 
     def current(self, ref: ObjectRef) -> CurrentObject | None:
         """The object's current version as a HEAD of the key shows it, or None when the bucket has none (the
@@ -121,7 +110,43 @@ def not_current(ref: ObjectRef, etag: str | None, current: CurrentObject | None)
     return None
 
 
-def _total_size(response: dict[str, Any], read: int) -> int:
+def read_problem(exc: ClientError) -> ImageProblem | None:
+    """What a failed GET of the object means for the image, or None for an error to raise as it is (throttling, a
+    5xx, anything else: the invocation fails, and Lambda retries it)."""
+    code = error_code(exc)
+    if code in S3_MISSING_CODES:
+        return ObjectUnreadable("InvalidS3ObjectException", f"S3 {code}: {error_message(exc)}")
+    if code in S3_DENIED_CODES:
+        return ObjectUnreadable("InvalidS3ObjectException", f"S3 {code}: {DENIED_NOTE}: {error_message(exc)}")
+    if code == "InvalidRange":  # a ranged GET of an empty object
+        return ImageRejected("EmptyObject", "the object is 0 bytes")
+    return None
+
+
+def check_size(size: int | None) -> None:
+    """Refuse an empty object, or one over Rekognition's S3 limit; None (not known yet) passes."""
+    if size == 0:
+        raise ImageRejected("EmptyObject", "the object is 0 bytes")
+    if size is not None and size > MAX_S3_OBJECT_BYTES:
+        raise ImageRejected("ImageTooLargeException", f"{size} bytes is over Rekognition's 15 MB S3 limit")
+
+
+def check_format(head: bytes) -> None:
+    """Refuse what is not a JPEG or a PNG, and a PNG smaller than Rekognition reads, by the object's first bytes."""
+    if head.startswith(JPEG_MAGIC):
+        return
+    if not head.startswith(PNG_MAGIC):
+        raise ImageRejected("InvalidImageFormatException", f"not a JPEG or PNG (first bytes {head[:8].hex()})")
+    if len(head) >= PNG_SIZE.stop and head[PNG_IHDR_TYPE] == b"IHDR":
+        width, height = struct.unpack(">II", head[PNG_SIZE])
+        if width < MIN_IMAGE_PIXELS or height < MIN_IMAGE_PIXELS:
+            raise ImageRejected(
+                "InvalidParameterException",
+                f"image is {width}x{height} px; Rekognition needs at least {MIN_IMAGE_PIXELS}x{MIN_IMAGE_PIXELS}",
+            )
+
+
+def _total_size(response: GetObjectOutputTypeDef, read: int) -> int:
     content_range = str(response.get("ContentRange") or "")
     if "/" in content_range:
         total = content_range.rsplit("/", 1)[1]

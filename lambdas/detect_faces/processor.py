@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from . import calls
 from .claims import SCOPE_VERSION, Claim, ImageClaims
 from .contract import BACKFILL_EVENT_NAME, REDRIVE_FLAG, Metric, Status
-from .dead_letters import DeadLetterWriter
+from .dead_letters import DeadLetterWriter, failure_record
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
 from .objects import ObjectInspector, not_current
@@ -54,7 +54,7 @@ class DeadLetter:
     object sends (its failure record's requestPayload); `redrive` the run mark of an operator's replay, if any."""
 
     payload: dict[str, Any]
-    redrive: Any = None
+    redrive: object = None  # the redrive run's mark (contract.REDRIVE_FLAG), or None
 
 
 class JobReport(enum.Enum):
@@ -67,17 +67,29 @@ JOB_REPORT = JobReport.JOB_REPORT
 FailurePolicy = DeadLetter | JobReport
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_claim_token() -> str:
+    return uuid.uuid4().hex
+
+
 class Processor:
+    """Each record of an event to one outcome, with its collaborators injected (handler.build_processor wires
+    them); `clock` and `new_token` default to the real time and random claim tokens."""
+
     def __init__(
         self,
+        *,
         settings: Settings,
         rekognition: RekognitionFaces,
         inspector: ObjectInspector,
         claims: ImageClaims,
         dead_letters: DeadLetterWriter,
         metrics: MetricsSink,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+        clock: Callable[[], datetime] | None = None,
+        new_token: Callable[[], str] | None = None,
     ) -> None:
         self.settings = settings
         self.rekognition = rekognition
@@ -85,8 +97,8 @@ class Processor:
         self.claims = claims
         self.dead_letters = dead_letters
         self.metrics = metrics
-        self.clock = clock
-        self.new_token = new_token
+        self.clock = clock or utc_now
+        self.new_token = new_token or new_claim_token
 
     def handle_event(self, event: dict[str, Any], context: InvocationContext) -> dict[str, Any]:
         if event.get("Event") == "s3:TestEvent":
@@ -154,28 +166,10 @@ class Processor:
             return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"event {event.event_name} not handled")
         missing: ObjectUnreadable | None = None
         if event.is_backfill:
-            current = self.inspector.current(event.ref)
-            changed = not_current(event.ref, event.etag, current)
-            if current is None and failure is JOB_REPORT:
-                # A backlog task names an object the bucket does not have. Its removal is recorded: nothing to do.
-                # Otherwise (a wrong manifest, a removal long forgotten) it is FAILED, as a live upload whose object
-                # is gone, and no older version of it is read.
-                if self._removal_recorded(event):
-                    changed = "the object was deleted"
-                else:
-                    changed = None
-                    missing = ObjectUnreadable(
-                        "InvalidS3ObjectException",
-                        "S3 has no such object (404, or 403 to a role without s3:ListBucket)",
-                    )
-            if changed:
-                logger.info("backfill record skipped", reason=changed)
-                self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
-                return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"backfill: {changed}")
-            if current is not None:
-                # What the record lacks (a task has no ETag, maybe no version) is the version just checked.
-                event = event.with_current(current.pinned_version, current.etag, current.size, current.modified)
-                logger.thread_safe_append_keys(version_id=event.ref.version_id)
+            checked = self._check_backfill(event, failure)
+            if isinstance(checked, RecordResult):
+                return checked
+            event, missing = checked
 
         now = self.clock()
         claim = self._claim(event, now, context, failure)
@@ -189,6 +183,37 @@ class Processor:
         if not claim.acquired:
             return self._not_claimed(event, claim, now)
         return self._claimed(event, failure, claim, context, missing)
+
+    def _check_backfill(
+        self, event: ImageEvent, failure: FailurePolicy
+    ) -> RecordResult | tuple[ImageEvent, ObjectUnreadable | None]:
+        """A backfill record against the object's current version (a HEAD): its outcome when there is nothing to do
+        (SKIPPED), else the record completed with that version, and for a backlog task whose object is gone, the
+        error that ends it (no older version of it is read)."""
+        current = self.inspector.current(event.ref)
+        changed = not_current(event.ref, event.etag, current)
+        missing: ObjectUnreadable | None = None
+        if current is None and failure is JOB_REPORT:
+            # A backlog task names an object the bucket does not have. Its removal is recorded: nothing to do.
+            # Otherwise (a wrong manifest, a removal long forgotten) it is FAILED, as a live upload whose object
+            # is gone.
+            if self._removal_recorded(event):
+                changed = "the object was deleted"
+            else:
+                changed = None
+                missing = ObjectUnreadable(
+                    "InvalidS3ObjectException",
+                    "S3 has no such object (404, or 403 to a role without s3:ListBucket)",
+                )
+        if changed:
+            logger.info("backfill record skipped", reason=changed)
+            self.metrics.add_metric(name=Metric.SKIPPED, unit=MetricUnit.Count, value=1)
+            return RecordResult(event.ref.key, Outcome.SKIPPED, reason=f"backfill: {changed}")
+        if current is not None:
+            # What the record lacks (a task has no ETag, maybe no version) is the version just checked.
+            event = event.with_current(current.pinned_version, current.etag, current.size, current.modified)
+            logger.thread_safe_append_keys(version_id=event.ref.version_id)
+        return event, missing
 
     def _claim(self, event: ImageEvent, now: datetime, context: InvocationContext, failure: FailurePolicy) -> Claim:
         return self.claims.claim(
@@ -239,7 +264,6 @@ class Processor:
         context: InvocationContext,
         missing: ObjectUnreadable | None = None,
     ) -> RecordResult:
-        key = event.ref.key
         try:
             if missing is not None:
                 raise missing
@@ -256,35 +280,50 @@ class Processor:
                 remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
             )
         except ImageRejected as rejected:
-            stored = self.claims.store_rejected(event, claim, f"{rejected.code}: {rejected.message}", self.clock())
-            if not stored:
-                return self._superseded(event)
-            logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
-            self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
-            return RecordResult(key, Outcome.REJECTED, reason=rejected.code, detail=str(rejected))
+            return self._rejected(event, claim, rejected)
         except ObjectUnreadable as unreadable:
-            if not isinstance(failure, DeadLetter):  # a backlog task: its job's completion report is the record
-                if not self.claims.store_task_failed(event, claim, str(unreadable), self.clock()):
-                    return self._superseded(event)
-                logger.warning("object unreadable", error_type=unreadable.code, reason=unreadable.message)
-                return RecordResult(key, Outcome.FAILED, reason=unreadable.code, detail=str(unreadable))
-            message_id = self._send_failure(failure, event.ref, unreadable.code, unreadable.message, context)
-            self.claims.store_dead_lettered(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
-            logger.warning(
-                "sent to dead-letter queue",
-                error_type=unreadable.code,
-                reason=unreadable.message,
-                message_id=message_id,
-            )
-            self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
-            return RecordResult(key, Outcome.DEAD_LETTERED, reason=unreadable.code)
+            return self._unreadable(event, failure, claim, unreadable, context)
 
         if not self.claims.store_detected(event, claim, faces, self.settings.face_attributes, self.clock()):
             return self._superseded(event)
         logger.info("faces stored", faces=len(faces))
         self.metrics.add_metric(name=Metric.DETECTED, unit=MetricUnit.Count, value=1)
         self.metrics.add_metric(name=Metric.FACES, unit=MetricUnit.Count, value=len(faces))
-        return RecordResult(key, Outcome.DETECTED, faces=len(faces))
+        return RecordResult(event.ref.key, Outcome.DETECTED, faces=len(faces))
+
+    def _rejected(self, event: ImageEvent, claim: Claim, rejected: ImageRejected) -> RecordResult:
+        """The image can never be analysed: REJECTED, with the reason."""
+        if not self.claims.store_rejected(event, claim, f"{rejected.code}: {rejected.message}", self.clock()):
+            return self._superseded(event)
+        logger.info("image rejected", reason_code=rejected.code, reason=rejected.message)
+        self.metrics.add_metric(name=Metric.REJECTED, unit=MetricUnit.Count, value=1)
+        return RecordResult(event.ref.key, Outcome.REJECTED, reason=rejected.code, detail=str(rejected))
+
+    def _unreadable(
+        self,
+        event: ImageEvent,
+        failure: FailurePolicy,
+        claim: Claim,
+        unreadable: ObjectUnreadable,
+        context: InvocationContext,
+    ) -> RecordResult:
+        """The object cannot be read: a failure record to the DLQ (DEAD_LETTERED), or for a backlog task, whose
+        job's completion report is the record, TASK_FAILED."""
+        if not isinstance(failure, DeadLetter):
+            if not self.claims.store_task_failed(event, claim, str(unreadable), self.clock()):
+                return self._superseded(event)
+            logger.warning("object unreadable", error_type=unreadable.code, reason=unreadable.message)
+            return RecordResult(event.ref.key, Outcome.FAILED, reason=unreadable.code, detail=str(unreadable))
+        message_id = self._send_failure(failure, event.ref, unreadable.code, unreadable.message, context)
+        self.claims.store_dead_lettered(event, claim, f"{unreadable.code}: {unreadable.message}", self.clock())
+        logger.warning(
+            "sent to dead-letter queue",
+            error_type=unreadable.code,
+            reason=unreadable.message,
+            message_id=message_id,
+        )
+        self.metrics.add_metric(name=Metric.DEAD_LETTERED, unit=MetricUnit.Count, value=1)
+        return RecordResult(event.ref.key, Outcome.DEAD_LETTERED, reason=unreadable.code)
 
     def _dead_letter_malformed(
         self, failure: DeadLetter, exc: InvalidEventError, context: InvocationContext
@@ -318,18 +357,17 @@ class Processor:
     ) -> str:
         """One failure record to the DLQ, in the shape of Lambda's on-failure destination record."""
         redrive = failure.redrive
-        return self.dead_letters.send(
-            failure.payload,
-            ref=ref,
+        record = failure_record(
+            # A replayed event keeps its redrive mark, so the redrive run can tell the records it caused.
+            {**failure.payload, REDRIVE_FLAG: redrive} if redrive else failure.payload,
             error_type=error_type,
             error_message=message,
             request_id=context.aws_request_id,
             function_arn=context.invoked_function_arn,
             function_version=getattr(context, "function_version", "$LATEST"),
             now=self.clock(),
-            # A replayed event keeps its redrive mark, so the redrive run can tell the records it caused.
-            payload_extra={REDRIVE_FLAG: redrive} if redrive else None,
         )
+        return self.dead_letters.send(record, ref=ref)
 
     def _removal_recorded(self, event: ImageEvent) -> bool:
         """The results table records the object's removal: a tombstone, or this very version deleted for good."""
@@ -405,16 +443,14 @@ def _held_by_another_live_claim(event: ImageEvent, stored: dict[str, Any], now: 
 
 
 def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
+    """Why an event that could not claim the image has nothing to do, given what blocked it (`stored`)."""
     stored_seq = str(stored.get("sequencer", ""))
     status = stored.get("status")
     version = event.ref.version_key
     if version and version in (stored.get("removed_versions") or set()):
         return "stale: this version was deleted"
     if event.claims_as_current:
-        what = "backfill" if event.is_backfill else "current again"
-        if status in (Status.DETECTED, Status.REJECTED):
-            return f"{what}: already {status} for this version"
-        return f"{what}: another event holds the image ({status})"
+        return _checked_skip_reason(event, status)
     if status == Status.DELETED and stored.get("removed_scope") == SCOPE_VERSION:
         return "stale: this version is not the current one"
     if stored_seq > event.sequencer:
@@ -422,6 +458,14 @@ def _skip_reason(event: ImageEvent, stored: dict[str, Any]) -> str:
     if status == Status.PROCESSING:
         return "duplicate: the same event is being processed"
     return f"duplicate: already {status}"
+
+
+def _checked_skip_reason(event: ImageEvent, status: object) -> str:
+    """_skip_reason for a record checked current (a backfill record, a version current again)."""
+    what = "backfill" if event.is_backfill else "current again"
+    if status in (Status.DETECTED, Status.REJECTED):
+        return f"{what}: already {status} for this version"
+    return f"{what}: another event holds the image ({status})"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ObjectRef
 from .retry import RETRY_CODES, Backoff
+
+if TYPE_CHECKING:
+    from mypy_boto3_rekognition import RekognitionClient
+    from mypy_boto3_rekognition.literals import AttributeType
+    from mypy_boto3_rekognition.type_defs import DetectFacesResponseTypeDef, FaceDetailTypeDef, S3ObjectTypeDef
 
 # Routing table (docs/DESIGN.md, "What happens to each upload"), by Rekognition error code; the retried
 # ones are in retry.py.
@@ -20,7 +25,9 @@ DEAD_LETTER_CODES = frozenset({"InvalidS3ObjectException"})
 class RekognitionFaces:
     """DetectFaces on the S3 object itself (never bytes), with backoff on throttling."""
 
-    def __init__(self, client: Any, backoff: Backoff, on_retry: Callable[[str, int, float], None] | None = None):
+    def __init__(
+        self, client: RekognitionClient, backoff: Backoff, on_retry: Callable[[str, int, float], None] | None = None
+    ) -> None:
         self._client = client
         self._backoff = backoff
         self._on_retry = on_retry
@@ -31,14 +38,16 @@ class RekognitionFaces:
 
     def detect(
         self, ref: ObjectRef, attributes: str, remaining_seconds: Callable[[], float] | None = None
-    ) -> list[dict[str, Any]]:
-        s3_object: dict[str, str] = {"Bucket": ref.bucket, "Name": ref.key}
+    ) -> list[FaceDetailTypeDef]:
+        s3_object: S3ObjectTypeDef = {"Bucket": ref.bucket, "Name": ref.key}
         if ref.version_id:
             s3_object["Version"] = ref.version_id
 
-        def call() -> dict[str, Any]:
-            response: dict[str, Any] = self._client.detect_faces(Image={"S3Object": s3_object}, Attributes=[attributes])
-            return response
+        def call() -> DetectFacesResponseTypeDef:
+            # `attributes` is Settings.face_attributes, checked there to be one of DetectFaces' (DEFAULT, ALL)
+            return self._client.detect_faces(
+                Image={"S3Object": s3_object}, Attributes=[cast("AttributeType", attributes)]
+            )
 
         def retried(exc: Exception, attempt: int, pause: float) -> None:
             if self._on_retry is not None:
@@ -58,5 +67,4 @@ class RekognitionFaces:
             if code in DEAD_LETTER_CODES:
                 raise ObjectUnreadable(code, error_message(exc)) from exc
             raise  # throttling past the budget, InternalServerError, AccessDenied, anything else: fail the invocation
-        faces: list[dict[str, Any]] = response.get("FaceDetails", [])
-        return faces
+        return response.get("FaceDetails", [])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .chunks import chunk_faces_of, chunk_keys
 from .contract import (
@@ -23,7 +23,10 @@ from .contract import (
     TABLE_SORT_KEY,
     Status,
 )
-from .updates import decode_item, serialize
+from .updates import Item, decode_item, serialize
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 def image_pk(bucket: str, key: str) -> str:
@@ -50,7 +53,7 @@ class ImageResult:
 class ResultsStore:
     """Reads of one results table: an image, the images under a prefix, an image's summary item."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
@@ -70,7 +73,7 @@ class ResultsStore:
         """Every image of a bucket under a key prefix, in key order, without faces: a Query of the sparse
         by-key index, which holds the summary items only."""
         names = {"#b": INDEX_PARTITION_KEY}
-        values: dict[str, Any] = {":bucket": {"S": bucket}}
+        values: Item = {":bucket": {"S": bucket}}
         condition = "#b = :bucket"
         if prefix:  # begins_with needs a non-empty prefix
             names["#k"] = INDEX_SORT_KEY

@@ -21,6 +21,8 @@ logger = Logger(child=True)
 # Rekognition errors retried with backoff inside the invocation (by error code).
 RETRY_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError"})
 THROTTLE_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException"})
+# A retry never sleeps into the invocation's last seconds: they are for recording what happened.
+DEADLINE_MARGIN_SECONDS = 5.0
 
 
 class MetricsSink(Protocol):
@@ -69,7 +71,7 @@ class Backoff:
                     raise
                 pause = self.delay(attempt - 1)
                 # Never sleep past the invocation's deadline: fail while there is time to record it.
-                if remaining_seconds is not None and remaining_seconds() - pause < 5.0:
+                if remaining_seconds is not None and remaining_seconds() - pause < DEADLINE_MARGIN_SECONDS:
                     raise
                 if on_retry is not None:
                     on_retry(exc, attempt, pause)

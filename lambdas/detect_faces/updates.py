@@ -5,21 +5,29 @@ every name goes through a placeholder)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
+# An item as DynamoDB's API carries it: {"name": {"S": "..."}}. decode_item reads one into Python values (str, int,
+# Decimal, set, bytes, list, dict: any of them, hence dict[str, Any]).
+Item = dict[str, "AttributeValueTypeDef"]
 
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
+
+def serialize(item: Mapping[str, object]) -> Item:
     """Python values as DynamoDB attribute values; None values are left out."""
     return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
 
 
-def decode_item(item: dict[str, Any]) -> dict[str, Any]:
+def decode_item(item: Mapping[str, AttributeValueTypeDef]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
@@ -27,20 +35,33 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any]:
 class IfNotExists:
     """A SET value written only when the attribute has none: `#a = if_not_exists(#a, :v)`."""
 
-    value: Any
+    value: object
+
+
+class UpdateArgs(TypedDict):
+    """UpdateItem's expression arguments, as update_args builds them."""
+
+    UpdateExpression: str
+    ExpressionAttributeNames: dict[str, str]
+    ExpressionAttributeValues: Item
+    ConditionExpression: NotRequired[str]
+    ReturnValuesOnConditionCheckFailure: NotRequired[Literal["ALL_OLD", "NONE"]]
 
 
 def update_args(
-    names: dict[str, str],
-    set_values: dict[str, Any],
+    names: Mapping[str, str],
+    set_values: Mapping[str, object],
     remove: list[str],
     condition: str,
-    condition_values: dict[str, Any],
-    add: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    condition_values: Mapping[str, object],
+    *,
+    add: Mapping[str, object] | None = None,
+) -> UpdateArgs:
     names = dict(names)
     values = dict(condition_values)
-    sets, removes, adds = [], [], []
+    sets: list[str] = []
+    removes: list[str] = []
+    adds: list[str] = []
     for i, (attr, value) in enumerate(set_values.items()):
         if value is None:
             remove = [*remove, attr]
@@ -65,7 +86,7 @@ def update_args(
         + (" ADD " + ", ".join(adds) if adds else "")
     )
     text = f"{expression} {condition}"
-    args: dict[str, Any] = {
+    args: UpdateArgs = {
         "UpdateExpression": expression.strip(),
         "ExpressionAttributeNames": {n: a for n, a in names.items() if mentions(text, n)},
         "ExpressionAttributeValues": serialize({n: v for n, v in values.items() if mentions(text, n)}),

@@ -185,7 +185,9 @@ def test_a_url_encoded_key_is_decoded_once(bo: Backlog, schema: str, encode: Any
 
 
 @pytest.mark.parametrize("no_version", [None, "null"])
-def test_a_task_without_a_version_in_a_versioned_bucket_analyses_the_current_one(bo: Backlog, no_version) -> None:
+def test_a_task_without_a_version_in_a_versioned_bucket_analyses_the_current_one(
+    bo: Backlog, no_version: str | None
+) -> None:
     bo.p.aws.put("v.jpg", PNG_80)
     current = bo.p.aws.put("v.jpg", JPEG_BYTES)
     bo.p.rekognition.respond(detect_faces_response(1))
@@ -333,7 +335,9 @@ def test_rekognitions_reject_is_a_permanent_failure_too(bo: Backlog) -> None:
 
 
 @pytest.mark.parametrize("version", [None, "3HL4kqtJvjVBH40Nrjfkd"])
-def test_a_missing_object_is_a_permanent_failure_recorded_failed_and_not_dead_lettered(bo: Backlog, version) -> None:
+def test_a_missing_object_is_a_permanent_failure_recorded_failed_and_not_dead_lettered(
+    bo: Backlog, version: str | None
+) -> None:
     # Given a task naming an object the bucket never had (a wrong manifest), no removal of it recorded
     result = bo.task("nowhere.jpg", version)
 
@@ -510,7 +514,19 @@ def test_other_errors_are_permanent_unless_they_are_worth_a_retry(
 
 
 def _client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "m"},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "HostId": "",
+                "RequestId": "",
+                "RetryAttempts": 0,
+            },
+        },
+        "Op",
+    )
 
 
 @pytest.mark.parametrize(
@@ -596,7 +612,9 @@ def test_a_malformed_task_is_a_permanent_failure_not_a_crash(bo: Backlog, task: 
     ],
     ids=["no-tasks", "unknown-schema", "an-s3-notification"],
 )
-def test_an_event_that_is_not_a_batch_operations_invocation_fails_the_invocation(bo: Backlog, event) -> None:
+def test_an_event_that_is_not_a_batch_operations_invocation_fails_the_invocation(
+    bo: Backlog, event: dict[str, Any]
+) -> None:
     with pytest.raises(InvalidEventError):
         bo.run(event)
 
@@ -605,7 +623,10 @@ def test_an_event_that_is_not_a_batch_operations_invocation_fails_the_invocation
 
 
 def test_the_backlog_detect_faces_budget_is_its_own_setting() -> None:
-    env = {EnvVar.RESULTS_TABLE: "t", EnvVar.FAILURE_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/1/q"}
+    env: dict[str, str] = {
+        EnvVar.RESULTS_TABLE: "t",
+        EnvVar.FAILURE_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/1/q",
+    }
     live = Settings.from_env({**env, EnvVar.DETECT_MAX_ATTEMPTS: "10", EnvVar.BACKLOG_DETECT_MAX_ATTEMPTS: "3"})
     assert (live.detect_max_attempts, live.for_backlog().detect_max_attempts) == (10, 3)
     assert Settings.from_env(live.to_env()) == live

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from detect_faces.results import ResultsStore
+from detect_faces.results import ImageResult, ResultsStore
 from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, eventbridge, s3_event, s3_record
 
 pytestmark = pytest.mark.integration
@@ -15,6 +15,13 @@ pytestmark = pytest.mark.integration
 
 def store(p: Pipeline) -> ResultsStore:
     return ResultsStore(p.aws.dynamodb, TABLE)
+
+
+def image_of(p: Pipeline, key: str) -> ImageResult:
+    """The result stored for `key`, which the test expects to be there."""
+    found = store(p).get(BUCKET, key)
+    assert found is not None, f"no result stored for {key}"
+    return found
 
 
 def test_an_object_created_event_is_analysed_under_its_literal_key(pipeline: Pipeline) -> None:
@@ -26,7 +33,7 @@ def test_an_object_created_event_is_analysed_under_its_literal_key(pipeline: Pip
 
     assert result == {"records": [{"key": key, "outcome": "detected", "faces": 2}]}
     assert pipeline.rekognition.calls[0]["Image"]["S3Object"] == {"Bucket": BUCKET, "Name": key, "Version": version}
-    image = store(pipeline).get(BUCKET, key)
+    image = image_of(pipeline, key)
     assert (image.status, image.version_id, image.face_count) == ("DETECTED", version, 2)
 
 
@@ -46,7 +53,7 @@ def test_object_deleted_events_delete_the_results(pipeline: Pipeline, reason: st
     result = pipeline.invoke(removed)
 
     assert result["records"][0]["outcome"] == "deleted"
-    assert store(pipeline).get(BUCKET, "gone.jpg").status == "DELETED"
+    assert image_of(pipeline, "gone.jpg").status == "DELETED"
 
 
 def test_other_object_events_are_skipped_with_their_kind(pipeline: Pipeline) -> None:

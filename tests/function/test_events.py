@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
 
 from detect_faces.claims import ImageClaims
-from detect_faces.model import ImageEvent
-from detect_faces.results import ResultsStore
+from detect_faces.model import ImageEvent, ObjectRef
+from detect_faces.objects import ObjectInspector
+from detect_faces.rekognition import RekognitionFaces
+from detect_faces.results import ImageResult, ResultsStore
 from detect_faces.settings import Settings
-from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Pipeline, detect_faces_response, s3_event, s3_record
+from tests.helpers import BUCKET, JPEG_BYTES, TABLE, Aws, Pipeline, detect_faces_response, s3_event, s3_record
+
+if TYPE_CHECKING:
+    from mypy_boto3_rekognition.type_defs import FaceDetailTypeDef
 
 pytestmark = pytest.mark.integration
 ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
@@ -20,6 +27,13 @@ ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
 
 def store(p: Pipeline) -> ResultsStore:
     return ResultsStore(p.aws.dynamodb, TABLE)
+
+
+def image_of(p: Pipeline, key: str) -> ImageResult:
+    """The result stored for `key`, which the test expects to be there."""
+    found = store(p).get(BUCKET, key)
+    assert found is not None, f"no result stored for {key}"
+    return found
 
 
 @pytest.mark.parametrize(
@@ -44,7 +58,7 @@ def test_keys_are_decoded_exactly_once(pipeline: Pipeline, key: str) -> None:
 
     # Then Rekognition was asked for the real key, and the result is stored under it
     assert pipeline.rekognition.calls[0]["Image"]["S3Object"]["Name"] == key
-    assert store(pipeline).get(BUCKET, key).status == "DETECTED"
+    assert image_of(pipeline, key).status == "DETECTED"
 
 
 @pytest.mark.parametrize("key", ["IMG_0001.JPG", "scan.Jpeg", "shot.PNG", "mixed.pNg", "no-extension"])
@@ -52,7 +66,7 @@ def test_any_extension_in_any_case_is_processed_by_content(pipeline: Pipeline, k
     version = pipeline.aws.put(key, JPEG_BYTES)
     pipeline.rekognition.respond(detect_faces_response(1))
     pipeline.invoke(s3_event(s3_record(BUCKET, key, size=len(JPEG_BYTES), version_id=version)))
-    assert store(pipeline).get(BUCKET, key).status == "DETECTED"
+    assert image_of(pipeline, key).status == "DETECTED"
 
 
 def test_every_record_of_an_event_is_processed(pipeline: Pipeline) -> None:
@@ -65,7 +79,7 @@ def test_every_record_of_an_event_is_processed(pipeline: Pipeline) -> None:
     result = pipeline.invoke(s3_event(*records))
 
     assert [r["faces"] for r in result["records"]] == [0, 1, 2, 3]
-    assert [store(pipeline).get(BUCKET, f"batch/{i}.jpg").face_count for i in range(4)] == [0, 1, 2, 3]
+    assert [image_of(pipeline, f"batch/{i}.jpg").face_count for i in range(4)] == [0, 1, 2, 3]
 
 
 def test_a_duplicate_event_costs_no_second_detect_faces_call(pipeline: Pipeline) -> None:
@@ -106,7 +120,7 @@ def test_a_late_event_for_an_older_version_never_overwrites_the_newer_result(pip
     # Then the older one is skipped without a DetectFaces call (sequencers compare right-padded with zeros)
     assert late["records"][0]["outcome"] == "skipped"
     assert late["records"][0]["reason"].startswith("stale")
-    image = store(pipeline).get(BUCKET, "same.jpg")
+    image = image_of(pipeline, "same.jpg")
     assert (image.version_id, image.face_count) == (v2, 5)
     assert len(pipeline.rekognition.calls) == 1
 
@@ -119,7 +133,7 @@ def test_a_newer_version_replaces_the_older_result_and_its_faces(pipeline: Pipel
     pipeline.rekognition.respond(detect_faces_response(1))
     pipeline.invoke(s3_event(s3_record(BUCKET, "re.jpg", size=len(JPEG_BYTES), version_id=v2)))
 
-    image = store(pipeline).get(BUCKET, "re.jpg")
+    image = image_of(pipeline, "re.jpg")
     assert (image.version_id, image.face_count, len(image.faces)) == (v2, 1, 1)
     assert len(pipeline.aws.items("re.jpg")) == 2  # META + one chunk: the old chunks are gone
 
@@ -140,7 +154,7 @@ def test_an_older_event_finishing_after_a_newer_one_is_discarded(pipeline: Pipel
 
     # Then it is discarded, with none of its face chunks left behind
     assert committed is False
-    image = results.results.get(BUCKET, "race.jpg")
+    image = image_of(pipeline, "race.jpg")
     assert (image.version_id, image.face_count) == ("v2", 2)
     assert len(pipeline.aws.items("race.jpg")) == 2
 
@@ -168,9 +182,9 @@ def test_one_bad_record_does_not_lose_or_double_process_the_others(pipeline: Pip
     # When it is invoked, the invocation fails (so Lambda retries), but the other records are stored
     with pytest.raises(ClientError):
         pipeline.invoke(s3_event(*records))
-    assert store(pipeline).get(BUCKET, "one.jpg").status == "DETECTED"
-    assert store(pipeline).get(BUCKET, "two.jpg").status == "RETRYING"
-    assert store(pipeline).get(BUCKET, "three.jpg").face_count == 3
+    assert image_of(pipeline, "one.jpg").status == "DETECTED"
+    assert image_of(pipeline, "two.jpg").status == "RETRYING"
+    assert image_of(pipeline, "three.jpg").face_count == 3
     calls_before_retry = len(pipeline.rekognition.calls)
 
     # And Lambda's retry of the whole event processes only the failed record
@@ -178,7 +192,7 @@ def test_one_bad_record_does_not_lose_or_double_process_the_others(pipeline: Pip
     result = pipeline.invoke(s3_event(*records))
     assert [r["outcome"] for r in result["records"]] == ["skipped", "detected", "skipped"]
     assert len(pipeline.rekognition.calls) == calls_before_retry + 1
-    assert store(pipeline).get(BUCKET, "two.jpg").face_count == 2
+    assert image_of(pipeline, "two.jpg").face_count == 2
 
 
 def test_several_failed_records_fail_the_invocation_naming_each(pipeline: Pipeline) -> None:
@@ -206,7 +220,7 @@ def test_a_redrive_of_a_dead_lettered_record_is_processed_again(pipeline: Pipeli
     pipeline.invoke({**payload, "facepipeRedrive": True})
 
     # Then it is analysed this time
-    assert store(pipeline).get(BUCKET, "later.jpg").status == "DETECTED"
+    assert image_of(pipeline, "later.jpg").status == "DETECTED"
 
 
 def test_an_event_that_is_not_an_s3_notification_fails_clearly(pipeline: Pipeline) -> None:
@@ -233,7 +247,7 @@ def test_chunks_left_by_an_interrupted_writer_are_cleaned_by_the_next_result(pip
     # Then only its own chunk is left beside META
     sks = sorted(i["sk"]["S"] for i in pipeline.aws.items("crashed.jpg"))
     assert sks == [f"FACES#{newer.sequencer}#0000", "META"]
-    assert results.results.get(BUCKET, "crashed.jpg").face_count == 1
+    assert image_of(pipeline, "crashed.jpg").face_count == 1
 
 
 def test_a_malformed_record_is_dead_lettered_at_once_and_the_others_processed(pipeline: Pipeline) -> None:
@@ -284,7 +298,7 @@ def test_a_redrive_of_a_malformed_record_dead_letters_it_again_rather_than_losin
 
 
 @pytest.mark.parametrize("size", ["abc", -1, 1.5, True, {"n": 1}, "9" * 5000])
-def test_a_record_with_an_impossible_size_is_dead_lettered_at_once(pipeline: Pipeline, size) -> None:
+def test_a_record_with_an_impossible_size_is_dead_lettered_at_once(pipeline: Pipeline, size: object) -> None:
     version = pipeline.aws.put("sized.jpg", JPEG_BYTES)
     record = s3_record(BUCKET, "sized.jpg", version_id=version)
     record["s3"]["object"]["size"] = size
@@ -317,7 +331,7 @@ def test_the_dlq_record_of_a_key_with_control_characters_is_sent_with_the_exact_
     )
 
 
-def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
+def test_concurrent_invocations_log_each_record_under_its_own_key(aws: Aws) -> None:
     # Given the real handler and Logger, run on threads as local mode runs them, all inside one record at once
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -328,15 +342,26 @@ def test_concurrent_invocations_log_each_record_under_its_own_key(aws) -> None:
     n = 6
     barrier = threading.Barrier(n, timeout=10)
 
-    class Rekognition:
-        region = "us-east-1"
+    class Rekognition(RekognitionFaces):
+        def __init__(self) -> None:  # no client: it answers itself
+            pass
 
-        def detect(self, ref, attributes, remaining_seconds=None):
+        @property
+        def region(self) -> str:
+            return "us-east-1"
+
+        def detect(
+            self, ref: ObjectRef, attributes: str, remaining_seconds: Callable[[], float] | None = None
+        ) -> list[FaceDetailTypeDef]:
             barrier.wait()  # every invocation has set its keys before any logs its result
-            return detect_faces_response(1)["FaceDetails"]
+            faces: list[FaceDetailTypeDef] = detect_faces_response(1)["FaceDetails"]
+            return faces
 
-    class Inspector:
-        def inspect(self, ref, size):
+    class Inspector(ObjectInspector):
+        def __init__(self) -> None:  # no client: every object passes
+            pass
+
+        def inspect(self, ref: ObjectRef, size_hint: int | None) -> None:
             return None
 
     settings = Settings(results_table=TABLE, failure_queue_url=aws.queue_url)

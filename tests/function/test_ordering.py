@@ -5,9 +5,12 @@ Each test is a sequence S3 and Lambda can produce (docs/DESIGN.md, "Ordering"), 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
-from detect_faces.results import ResultsStore
+from detect_faces.results import ImageResult, ResultsStore
 from tests.helpers import (
     BUCKET,
     JPEG_BYTES,
@@ -27,16 +30,23 @@ def store(p: Pipeline) -> ResultsStore:
     return ResultsStore(p.aws.dynamodb, TABLE)
 
 
-def upload(p: Pipeline, key: str, body: bytes = JPEG_BYTES, sequencer: str | None = None) -> dict:
+def image_of(p: Pipeline, key: str) -> ImageResult:
+    """The result stored for `key`, which the test expects to be there."""
+    found = store(p).get(BUCKET, key)
+    assert found is not None, f"no result stored for {key}"
+    return found
+
+
+def upload(p: Pipeline, key: str, body: bytes = JPEG_BYTES, sequencer: str | None = None) -> dict[str, Any]:
     version = p.aws.put(key, body)
     return s3_record(BUCKET, key, size=len(body), version_id=version, sequencer=sequencer)
 
 
-def removal(key: str, version_id: str, sequencer: str, name: str = "ObjectRemoved:Delete") -> dict:
+def removal(key: str, version_id: str, sequencer: str, name: str = "ObjectRemoved:Delete") -> dict[str, Any]:
     return s3_record(BUCKET, key, event_name=name, version_id=version_id, sequencer=sequencer)
 
 
-def version_of(record: dict) -> str:
+def version_of(record: dict[str, Any]) -> str:
     return str(record["s3"]["object"]["versionId"])
 
 
@@ -55,13 +65,15 @@ def throttle_chunk_write_and_release(p: Pipeline) -> None:
 
 
 @pytest.mark.parametrize("die", [kill_during_detect_faces, throttle_chunk_write_and_release])
-def test_lambdas_retry_of_an_attempt_that_died_inside_the_lease_reaches_an_outcome(pipeline: Pipeline, die) -> None:
+def test_lambdas_retry_of_an_attempt_that_died_inside_the_lease_reaches_an_outcome(
+    pipeline: Pipeline, die: Callable[[Pipeline], None]
+) -> None:
     # Given an attempt that claimed the image and died before it could finish or release the claim
     record = upload(pipeline, "died.jpg")
     die(pipeline)
     with pytest.raises((SandboxKilled, Exception)):
         pipeline.invoke(s3_event(record))
-    assert store(pipeline).get(BUCKET, "died.jpg").status == "PROCESSING"
+    assert image_of(pipeline, "died.jpg").status == "PROCESSING"
 
     # When Lambda retries the event 62 s later, inside the 90 s lease, with the same request id
     pipeline.clock.advance(62)
@@ -70,7 +82,7 @@ def test_lambdas_retry_of_an_attempt_that_died_inside_the_lease_reaches_an_outco
 
     # Then the retry takes the claim over and the image has its result
     assert result["records"][0]["outcome"] == "detected"
-    image = store(pipeline).get(BUCKET, "died.jpg")
+    image = image_of(pipeline, "died.jpg")
     assert (image.status, image.face_count, len(image.faces)) == ("DETECTED", 3, 3)
 
 
@@ -128,7 +140,7 @@ def test_deleting_an_old_version_never_blocks_the_live_one(pipeline: Pipeline, v
     # (docs/DESIGN.md, "Versions current again"), so v2's own create is no second call
     assert removed["then"]["outcome"] == "detected"
     assert result["records"][0]["outcome"] == "skipped"
-    image = store(pipeline).get(BUCKET, "photo.jpg")
+    image = image_of(pipeline, "photo.jpg")
     assert (image.status, image.version_id, image.face_count) == ("DETECTED", version_of(put_v2), 2)
 
     # And v1's late create can neither cost a call nor take the image back
@@ -136,7 +148,7 @@ def test_deleting_an_old_version_never_blocks_the_live_one(pipeline: Pipeline, v
     late = pipeline.invoke(s3_event(put_v1))
     assert late["records"][0] == {"key": "photo.jpg", "outcome": "skipped", "reason": "stale: this version was deleted"}
     assert len(pipeline.rekognition.calls) == calls
-    assert store(pipeline).get(BUCKET, "photo.jpg").version_id == version_of(put_v2)
+    assert image_of(pipeline, "photo.jpg").version_id == version_of(put_v2)
 
 
 def test_deleting_the_analysed_version_for_good_deletes_its_result(pipeline: Pipeline) -> None:
@@ -147,7 +159,7 @@ def test_deleting_the_analysed_version_for_good_deletes_its_result(pipeline: Pip
     result = pipeline.invoke(s3_event(removal("only.jpg", version_of(put_v1), "20")))
 
     assert result["records"][0]["outcome"] == "deleted"
-    image = store(pipeline).get(BUCKET, "only.jpg")
+    image = image_of(pipeline, "only.jpg")
     assert (image.status, image.faces) == ("DELETED", [])
     assert [i["sk"]["S"] for i in pipeline.aws.items("only.jpg")] == ["META"]
 
@@ -163,7 +175,7 @@ def test_a_delete_marker_outranks_every_older_event_of_the_key(pipeline: Pipelin
 
     # Then no create was analysed: the object as a whole is deleted
     assert pipeline.rekognition.calls == []
-    assert store(pipeline).get(BUCKET, "gone.jpg").status == "DELETED"
+    assert image_of(pipeline, "gone.jpg").status == "DELETED"
 
 
 # ---- 6. sequencers: right-padded, strictly hexadecimal ----------------------------------------------------
@@ -175,7 +187,9 @@ of_different_lengths = pytest.mark.parametrize(("older", "newer"), PAIRS)
 
 @of_different_lengths
 @pytest.mark.parametrize("newer_first", [False, True])
-def test_two_creates_keep_the_newer_whatever_the_lengths_and_order(pipeline: Pipeline, older, newer, newer_first):
+def test_two_creates_keep_the_newer_whatever_the_lengths_and_order(
+    pipeline: Pipeline, older: str, newer: str, newer_first: bool
+) -> None:
     first = upload(pipeline, "pair.jpg", sequencer=older)
     second = upload(pipeline, "pair.jpg", JPEG_BYTES + b"2", sequencer=newer)
     for _ in range(1 if newer_first else 2):  # the older one, delivered last, never asks
@@ -183,14 +197,15 @@ def test_two_creates_keep_the_newer_whatever_the_lengths_and_order(pipeline: Pip
     for record in [second, first] if newer_first else [first, second]:
         pipeline.invoke(s3_event(record))
 
-    assert store(pipeline).get(BUCKET, "pair.jpg").version_id == version_of(second)
+    assert image_of(pipeline, "pair.jpg").version_id == version_of(second)
     assert len(pipeline.rekognition.calls) == (1 if newer_first else 2)
 
 
 @of_different_lengths
 @pytest.mark.parametrize("delete_first", [False, True])
-def test_a_create_and_a_later_delete_end_deleted_whatever_the_lengths_and_order(pipeline: Pipeline, older, newer,
-                                                                                delete_first):  # fmt: skip
+def test_a_create_and_a_later_delete_end_deleted_whatever_the_lengths_and_order(
+    pipeline: Pipeline, older: str, newer: str, delete_first: bool
+) -> None:
     create = upload(pipeline, "cd.jpg", sequencer=older)
     delete = s3_record(BUCKET, "cd.jpg", event_name="ObjectRemoved:DeleteMarkerCreated", version_id="m",
                        sequencer=newer)  # fmt: skip
@@ -198,7 +213,7 @@ def test_a_create_and_a_later_delete_end_deleted_whatever_the_lengths_and_order(
         pipeline.rekognition.respond(detect_faces_response(1))
     for record in [delete, create] if delete_first else [create, delete]:
         pipeline.invoke(s3_event(record))
-    assert store(pipeline).get(BUCKET, "cd.jpg").status == "DELETED"
+    assert image_of(pipeline, "cd.jpg").status == "DELETED"
 
 
 @pytest.mark.parametrize("same", ["0055B200", "0055b2", "0055B20000000000000000"])
@@ -215,7 +230,7 @@ def test_sequencers_equal_up_to_trailing_zeros_or_case_are_one_event(pipeline: P
 
 
 @pytest.mark.parametrize("bad", ["0x1", "-1", "1_0", "+F", "\u0661\u0662", " 1", "", "12 ", 16])
-def test_a_sequencer_that_is_not_plain_hex_is_dead_lettered_as_malformed(pipeline: Pipeline, bad) -> None:
+def test_a_sequencer_that_is_not_plain_hex_is_dead_lettered_as_malformed(pipeline: Pipeline, bad: object) -> None:
     record = upload(pipeline, "odd.jpg")
     record["s3"]["object"]["sequencer"] = bad
     result = pipeline.invoke(s3_event(record))
@@ -238,6 +253,6 @@ def test_a_new_claim_shows_none_of_the_previous_versions_result(pipeline: Pipeli
         pipeline.invoke(s3_event(put_v2))
 
     # Then the summary names v2 and shows no face count, time or attributes of v1
-    image = store(pipeline).get(BUCKET, "v.jpg")
+    image = image_of(pipeline, "v.jpg")
     assert (image.status, image.version_id) == ("RETRYING", version_of(put_v2))
     assert (image.face_count, image.finished_at, image.attributes, image.faces) == (None, None, None, [])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from detect_faces.results import ResultsStore
+from detect_faces.results import ImageResult, ResultsStore
 from detect_faces.settings import Settings
 from tests.helpers import (
     BUCKET,
@@ -17,7 +18,10 @@ from tests.helpers import (
     PNG_80,
     PNG_TINY,
     TABLE,
+    Aws,
+    FakeContext,
     Pipeline,
+    Rekognition,
     captured_logs,
     detect_faces_response,
     s3_event,
@@ -29,11 +33,13 @@ pytestmark = pytest.mark.integration
 ATTEMPTS = Settings.detect_max_attempts  # the in-invocation DetectFaces budget
 
 
-def stored(p: Pipeline, key: str):
-    return ResultsStore(p.aws.dynamodb, TABLE).get(BUCKET, key)
+def stored(p: Pipeline, key: str) -> ImageResult:
+    found = ResultsStore(p.aws.dynamodb, TABLE).get(BUCKET, key)
+    assert found is not None, f"no result stored for {key}"
+    return found
 
 
-def upload_event(p: Pipeline, key: str, body: bytes = JPEG_BYTES, **kw):
+def upload_event(p: Pipeline, key: str, body: bytes = JPEG_BYTES, **kw: Any) -> tuple[dict[str, Any], str]:
     version = p.aws.put(key, body)
     return s3_record(BUCKET, key, size=len(body), version_id=version, **kw), version
 
@@ -83,7 +89,9 @@ def test_no_faces_is_a_result_too(pipeline: Pipeline) -> None:
     assert metrics["FacesFound"] == 0
 
 
-def test_attributes_all_is_requested_when_configured(aws, rekognition, capsys) -> None:
+def test_attributes_all_is_requested_when_configured(
+    aws: Aws, rekognition: Rekognition, capsys: pytest.CaptureFixture[str]
+) -> None:
     from detect_faces import handler
     from tests.helpers import make_pipeline
 
@@ -150,7 +158,9 @@ def test_rekognition_rejections_are_recorded_not_retried(pipeline: Pipeline, cod
         ("huge.jpg", JPEG_BYTES, 15 * 1024 * 1024 + 1, "ImageTooLargeException"),
     ],
 )
-def test_prechecks_reject_without_spending_a_rekognition_call(pipeline, key, body, size, reason) -> None:
+def test_prechecks_reject_without_spending_a_rekognition_call(
+    pipeline: Pipeline, key: str, body: bytes, size: int | None, reason: str
+) -> None:
     version = pipeline.aws.put(key, body)
     record = s3_record(BUCKET, key, size=len(body) if size is None else size, version_id=version)
 
@@ -159,7 +169,7 @@ def test_prechecks_reject_without_spending_a_rekognition_call(pipeline, key, bod
     assert result["records"][0]["outcome"] == "rejected"
     assert result["records"][0]["reason"] == reason
     assert stored(pipeline, key).status == "REJECTED"
-    assert stored(pipeline, key).reason.startswith(reason)
+    assert str(stored(pipeline, key).reason).startswith(reason)
     assert pipeline.rekognition.calls == []
     assert pipeline.aws.dlq_messages() == []
 
@@ -168,15 +178,17 @@ def test_object_larger_than_15mb_is_rejected_even_when_the_event_has_no_size(pip
     body = JPEG_BYTES + b"\x00" * (15 * 1024 * 1024)
     version = pipeline.aws.put("big.jpg", body)
     pipeline.invoke(s3_event(s3_record(BUCKET, "big.jpg", size=None, version_id=version)))
-    assert stored(pipeline, "big.jpg").reason.startswith("ImageTooLargeException")
+    assert str(stored(pipeline, "big.jpg").reason).startswith("ImageTooLargeException")
     assert pipeline.rekognition.calls == []
 
 
 # ---- object unreadable: straight to the DLQ --------------------------------------------------------
 
 
-def assert_failure_record(message: dict, record: dict, error_type: str, context) -> dict:
-    body = json.loads(message["Body"])
+def assert_failure_record(
+    message: dict[str, Any], record: dict[str, Any], error_type: str, context: FakeContext
+) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(message["Body"])
     assert set(body) == {"version", "timestamp", "requestContext", "requestPayload", "responseContext",
                          "responsePayload"}  # fmt: skip
     assert body["requestContext"]["requestId"] == context.aws_request_id
@@ -248,7 +260,7 @@ def test_bucket_in_another_region_goes_to_the_dlq_with_a_clear_reason(pipeline: 
     ("code", "status"),
     [("ThrottlingException", 400), ("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)],
 )
-def test_transient_errors_are_retried_with_backoff_and_then_succeed(pipeline: Pipeline, code, status) -> None:
+def test_transient_errors_are_retried_with_backoff_and_then_succeed(pipeline: Pipeline, code: str, status: int) -> None:
     record, _ = upload_event(pipeline, "busy.jpg")
     pipeline.rekognition.fail(code, status=status)
     pipeline.rekognition.fail(code, status=status)
@@ -268,7 +280,9 @@ def test_transient_errors_are_retried_with_backoff_and_then_succeed(pipeline: Pi
     ("code", "status"),
     [("ThrottlingException", 400), ("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)],
 )
-def test_transient_errors_past_the_budget_fail_the_invocation_for_lambda_to_retry(pipeline, code, status) -> None:
+def test_transient_errors_past_the_budget_fail_the_invocation_for_lambda_to_retry(
+    pipeline: Pipeline, code: str, status: int
+) -> None:
     record, _ = upload_event(pipeline, "busy.jpg")
     for _ in range(ATTEMPTS):
         pipeline.rekognition.fail(code, status=status)
@@ -281,7 +295,7 @@ def test_transient_errors_past_the_budget_fail_the_invocation_for_lambda_to_retr
     assert len(pipeline.rekognition.calls) == ATTEMPTS
     assert len(pipeline.sleeps) == ATTEMPTS - 1
     image = stored(pipeline, "busy.jpg")
-    assert image.status == "RETRYING" and image.reason.startswith(code)
+    assert image.status == "RETRYING" and str(image.reason).startswith(code)
     assert pipeline.aws.dlq_messages() == []  # Lambda's on-failure destination writes it after its own retries
 
     # When Lambda retries the same event later and Rekognition has capacity again, it goes through
@@ -406,7 +420,7 @@ def test_the_documented_snippet_reads_a_result_without_our_code(pipeline: Pipeli
     # When the snippet of docs/DESIGN.md (boto3 and the standard library only) reads it
     design = (Path(__file__).resolve().parents[2] / "docs" / "DESIGN.md").read_text()
     snippet = design.split("<!-- read-result-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(compile(snippet, "docs/DESIGN.md", "exec"), namespace)
     meta, faces = namespace["read_result"](TABLE, BUCKET, "crowd.jpg")
 

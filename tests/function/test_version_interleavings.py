@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -60,7 +61,8 @@ class Rekognition:
     def __init__(self, s3: Any) -> None:
         self.s3 = s3
         self.client = boto3.client("rekognition", region_name=REGION)
-        self.client.meta.events.register("before-call.rekognition.DetectFaces", self._answer)
+        # botocore-stubs type every handler as returning None; a before-call handler's answer is the response
+        self.client.meta.events.register("before-call.rekognition.DetectFaces", self._answer)  # type: ignore[arg-type]
         self.fail_next: str | None = None
         self.calls = 0
 
@@ -81,11 +83,11 @@ class Rekognition:
             return _error(400, "InvalidS3ObjectException", "Unable to get object metadata from S3")
         tag = version_tag(head["VersionId"])
         face = {"BoundingBox": {"Width": 0.1, "Height": 0.1, "Left": tag, "Top": 0.5}, "Confidence": 99.0}
-        return AWSResponse("https://rekognition", 200, {}, None), {"FaceDetails": [face]}
+        return AWSResponse("https://rekognition", 200, HTTPHeaders(), None), {"FaceDetails": [face]}
 
 
 def _error(status: int, code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://rekognition", status, {}, None), {
+    return AWSResponse("https://rekognition", status, HTTPHeaders(), None), {
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }

@@ -150,7 +150,8 @@ def test_one_upload_delivered_both_ways_is_analysed_once_and_newer_events_still_
     gone = s3_record(BUCKET, "both.jpg", event_name="ObjectRemoved:DeleteMarkerCreated", version_id=marker,
                      sequencer="00617F0829B0000000")  # fmt: skip
     assert deliver(pipeline, gone)[0]["outcome"] == "deleted"
-    assert ResultsStore(pipeline.aws.dynamodb, TABLE).get(BUCKET, "both.jpg").status == "DELETED"
+    both = ResultsStore(pipeline.aws.dynamodb, TABLE).get(BUCKET, "both.jpg")
+    assert both is not None and both.status == "DELETED"
 
 
 # ---- a late delete-marker event must not wipe a restored object ----------------------------------------------

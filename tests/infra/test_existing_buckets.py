@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -19,6 +19,9 @@ from tests.helpers import REGION
 from tests.infra.conftest import KEY_ARN
 from tests.infra.synth import ROOT, Synth, cdk_json_context
 from tests.infra.test_permissions import allowed, detect_faces_function, function_role_policy, operator_policy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import QueueConfigurationTypeDef
 
 pytestmark = pytest.mark.integration
 
@@ -293,7 +296,7 @@ class Bucket:
         self.s3.create_bucket(Bucket=name)
         self.queue = self.sqs.create_queue(QueueName="their-app")["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.theirs = {"Id": "their-app", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+        self.theirs: QueueConfigurationTypeDef = {"Id": "their-app", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "exports/"}]}}}  # fmt: skip
         self.s3.put_bucket_notification_configuration(
             Bucket=name, NotificationConfiguration={"QueueConfigurations": [self.theirs]}
@@ -309,8 +312,8 @@ class Bucket:
 
     def config(self) -> dict[str, Any]:
         found = self.s3.get_bucket_notification_configuration(Bucket=self.name)
-        found.pop("ResponseMetadata")
-        return found
+        config: dict[str, Any] = {k: v for k, v in found.items() if k != "ResponseMetadata"}
+        return config
 
     def their_app_still_hears(self, key: str) -> bool:
         self.s3.put_object(Bucket=self.name, Key=key, Body=b"report")
@@ -352,7 +355,9 @@ def test_deploy_keeps_the_other_consumer_and_destroy_removes_only_ours(existing_
     assert bucket.their_app_still_hears("exports/tuesday.csv")
 
 
-def test_eventbridge_is_switched_on_beside_the_other_consumer_and_left_on(eventbridge_synth: Synth, bucket: Bucket):
+def test_eventbridge_is_switched_on_beside_the_other_consumer_and_left_on(
+    eventbridge_synth: Synth, bucket: Bucket
+) -> None:
     from facepipe.local.attach import BucketAttachment, load_handler
 
     handler = load_handler(bucket.s3, inline_handler_source(eventbridge_synth))
@@ -367,10 +372,10 @@ def test_eventbridge_is_switched_on_beside_the_other_consumer_and_left_on(eventb
     assert bucket.their_app_still_hears("exports/tuesday.csv")
 
 
-def test_an_overlapping_consumer_makes_the_deploy_fail_with_s3s_message(existing_synth: Synth, bucket: Bucket):
+def test_an_overlapping_consumer_makes_the_deploy_fail_with_s3s_message(existing_synth: Synth, bucket: Bucket) -> None:
     from facepipe.local.attach import AttachError, BucketAttachment, load_handler
 
-    everything = {**bucket.theirs, "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": ""}]}}}
+    everything = bucket.theirs.copy()
     everything.pop("Filter")  # their app takes every created object: facepipe's uploads/ entry would overlap
     bucket.s3.put_bucket_notification_configuration(
         Bucket="my-photos", NotificationConfiguration={"QueueConfigurations": [everything]}
@@ -390,7 +395,7 @@ def test_local_modes_moto_matches_a_filter_against_the_encoded_key_as_s3_does(bu
     arn = bucket.sqs.get_queue_attributes(QueueUrl=bucket.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     def only(prefix: str) -> None:
-        entry = {"Id": "their-app", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+        entry: QueueConfigurationTypeDef = {"Id": "their-app", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}  # fmt: skip
         bucket.s3.put_bucket_notification_configuration(
             Bucket=bucket.name, NotificationConfiguration={"QueueConfigurations": [entry]}
@@ -443,7 +448,7 @@ def test_a_prefix_change_redeployed_from_a_fresh_handler_process_replaces_only_o
     assert bucket.their_app_still_hears("exports/thursday.csv")
 
 
-def test_the_cdk_cli_synthesizes_an_attached_eventbridge_stack(tmp_path) -> None:
+def test_the_cdk_cli_synthesizes_an_attached_eventbridge_stack(tmp_path: Path) -> None:
     """The issue's own command, as users type it (context values as strings, a region known to the CLI)."""
     import os
     import shutil

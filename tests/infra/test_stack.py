@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -302,7 +303,7 @@ def test_cdk_nag_finds_nothing_unacknowledged(default_synth: Synth, tuned_synth:
             assert all(r["conclusion"] == "success" for r in plugin_reports), plugin_reports
 
 
-def test_cdk_nag_does_fail_synthesis_on_a_finding(tmp_path) -> None:
+def test_cdk_nag_does_fail_synthesis_on_a_finding(tmp_path: Path) -> None:
     import aws_cdk as cdk
     from aws_cdk import aws_s3 as s3
 
@@ -341,6 +342,36 @@ def test_context_errors_name_the_setting() -> None:
             FacepipeConfig.from_context(app)
 
 
+def test_the_stack_reads_its_settings_through_the_plain_reader() -> None:
+    """FacepipeConfig.from_context (the construct tree's context) is infra/settings.py's reader, which a tool calls
+    without jsii: the same settings, the same one-line errors, and the stack named by facepipe:stackName."""
+    from dataclasses import asdict
+
+    import aws_cdk as cdk
+
+    from app import build_app
+    from infra.config import ContextError, FacepipeConfig
+    from infra.settings import FacepipeSettings
+    from tests.infra.test_settings import MISTAKES
+
+    def both(**values: object) -> tuple[dict[str, object], dict[str, object]]:
+        context = cdk_json_context(**values)
+        return asdict(FacepipeConfig.from_context(cdk.App(context=context))), asdict(
+            FacepipeSettings.from_values(context)
+        )
+
+    tuned = both(faceAttributes="ALL", reservedConcurrency="20", existingBuckets='["my-photos"]', keyPrefixes=["up/"])
+    assert tuned[0] == tuned[1] and tuned[0]["key_prefixes"] == ("up/",)
+    for values, _ in MISTAKES:
+        context = cdk_json_context(**values)
+        with pytest.raises(ContextError) as plain:
+            FacepipeSettings.from_values(context)
+        with pytest.raises(ContextError, match=re.escape(str(plain.value))):
+            FacepipeConfig.from_context(cdk.App(context=context))
+    _, stack = build_app(cdk.App(context=cdk_json_context(stackName="Faces-Dev")))
+    assert stack.stack_name == "Faces-Dev"
+
+
 def test_cfn_lint_passes_on_the_template(default_synth: Synth, tuned_synth: Synth) -> None:
     for s in (default_synth, tuned_synth):
         templates = [str(p) for p in s.outdir.glob("*.template.json")]
@@ -354,7 +385,7 @@ def test_cfn_lint_passes_on_the_template(default_synth: Synth, tuned_synth: Synt
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path) -> None:
+def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path: Path) -> None:
     cdk_bin = ROOT / "node_modules" / ".bin" / "cdk"
     assert cdk_bin.exists(), "node_modules missing: run `make node` (make test does it)"
     assert shutil.which("node"), "node is required"
@@ -398,7 +429,7 @@ def test_npx_cdk_synth_works_offline_as_users_run_it(tmp_path) -> None:
          "facepipe: region xx-nowhere-1 does not offer Amazon Rekognition; set AWS_REGION to one that does"),
     ],
 )  # fmt: skip
-def test_a_setup_mistake_stops_synthesis_with_one_line(tmp_path, env: dict[str, str], line: str) -> None:
+def test_a_setup_mistake_stops_synthesis_with_one_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT,
         env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_OUTDIR": str(tmp_path), **env},
