@@ -107,7 +107,8 @@ node: node_modules/.package-lock.json
 lint: lock-check $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy lambdas/detect_faces facepipe infra
+	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy --follow-imports=silent lambdas/detect_faces infra app.py tests/conftest.py tests/helpers.py tests/function tests/infra
 
 test: lint layer lambda-runtime node
 	$(BIN)/python -m pytest

@@ -4,6 +4,7 @@ jsii), so that the stack and the tools that must know what a deploy will set rea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from constructs import Construct
@@ -12,9 +13,24 @@ from .settings import ContextError, FacepipeSettings
 
 __all__ = ["HANDLER", "LAMBDA_CODE_DIR", "LAYER_DIR", "POWERTOOLS_VERSION", "ContextError", "FacepipeConfig"]
 
-POWERTOOLS_VERSION = "3.37.0"
+ROOT = Path(__file__).resolve().parent.parent
 LAYER_DIR = "build/powertools-layer"
 LAMBDA_CODE_DIR = "lambdas"
+
+
+def pinned_version(requirements: Path, name: str) -> str:
+    """The version a requirements file pins `name` at (a `name==X` line)."""
+    for line in requirements.read_text().splitlines():
+        package, _, pinned = line.split("#", 1)[0].strip().partition("==")
+        if pinned and package.strip().lower().replace("_", "-") == name:
+            return pinned.strip()
+    raise ValueError(f"{requirements} does not pin {name}")
+
+
+# The layer's Powertools, as lambdas/detect_faces/requirements.txt pins it: the one place it is written.
+POWERTOOLS_VERSION = pinned_version(
+    ROOT / LAMBDA_CODE_DIR / "detect_faces" / "requirements.txt", "aws-lambda-powertools"
+)
 HANDLER = "detect_faces.handler.lambda_handler"
 
 

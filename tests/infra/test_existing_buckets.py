@@ -23,7 +23,6 @@ from tests.infra.test_permissions import allowed, detect_faces_function, functio
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import QueueConfigurationTypeDef
 
-pytestmark = pytest.mark.integration
 
 # Every change to an object, in the notification event types S3 has for them: created, removed by a request, and
 # removed by a lifecycle rule. The S3 user guide ("Supported event types for SQS, SNS, and Lambda") on

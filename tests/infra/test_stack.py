@@ -15,6 +15,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from detect_faces import contract
+from infra.config import POWERTOOLS_VERSION
 from tests.infra.synth import ROOT, Synth, cdk_json_context
 
 pytestmark = pytest.mark.infra
@@ -105,7 +106,7 @@ def test_function_runtime_environment_and_tracing(default_synth: Synth) -> None:
     assert backlog["Layers"] == [{"Ref": layer_id}] and backlog["Code"] == props["Code"]  # same asset and layer
     assert backlog["Environment"]["Variables"] == env  # same settings; it reads BACKLOG_DETECT_MAX_ATTEMPTS
     assert backlog["LoggingConfig"]["LogGroup"] != props["LoggingConfig"]["LogGroup"]  # its own log group
-    assert "3.37.0" in layer["Properties"]["Description"]
+    assert POWERTOOLS_VERSION in layer["Properties"]["Description"]
 
 
 def test_context_overrides_reach_the_template(tuned_synth: Synth) -> None:
