@@ -46,6 +46,7 @@ PRICES = {
     "sqs_request": 0.40 / 1e6,
     "logs_ingest_gb": 0.50,
     "xray_trace": 5.00 / 1e6,
+    "eventbridge_event": 1.00 / 1e6,  # PutEvents, custom events, per 64 KB chunk
 }
 
 
@@ -176,6 +177,12 @@ def main() -> None:
         default=0.01,
         help="share of invocations that start cold (AWS: under 1%% in production workloads)",
     )
+    # Outcome events: the stream's reads by Lambda and the records the mapping's filter drops are not billed; each
+    # outcome is one PutEvents entry, and the events function runs once per batch of outcomes.
+    parser.add_argument(
+        "--events-batch", type=float, default=1.0, help="outcomes per events-function invocation (1: the dearest)"
+    )
+    parser.add_argument("--events-ms", type=float, default=30.0, help="events function duration per batch, ms")
     args = parser.parse_args()
 
     print(f"{'case':<24} {'CPU ms p50':>10} {'p95':>7} {'WRU':>6} {'RRU':>5} {'log B':>7} {'GB-s':>9}  calls/image")
@@ -210,6 +217,9 @@ def main() -> None:
         "CloudWatch Logs (+EMF)": base["log_bytes"] / 1e9 * PRICES["logs_ingest_gb"],
         "X-Ray traces": args.xray_sampled * PRICES["xray_trace"],
         "SQS (failures only)": 0.0,
+        "Outcome events (PutEvents + events function)": PRICES["eventbridge_event"]
+        + (PRICES["lambda_request"] + args.memory_mb / 1024 * args.events_ms / 1000 * PRICES["lambda_arm_gb_s"])
+        / args.events_batch,
     }
     print()
     print("| item | per image | 1,000 images | 1,000,000 images |")
