@@ -35,6 +35,7 @@ from detect_faces.contract import (
 from detect_faces.outcome_events import STREAM_FILTER
 
 from .config import FacepipeConfig
+from .function import ARCHITECTURE, RUNTIME, function_code
 from .removal import removal_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,16 +83,17 @@ class OutcomeEvents(Construct):
         id: str,
         *,
         table: dynamodb.TableV2,
-        code: lambda_.Code,
         layer: lambda_.ILayerVersion,
-        runtime: lambda_.Runtime,
-        architecture: lambda_.Architecture,
         config: FacepipeConfig,
         alarm_topic: sns.ITopic,
-        bus_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
-        self.bus = events.EventBus.from_event_bus_name(self, "Bus", bus_name or "default")
+        bus_name = config.event_bus or "default"
+        self.bus = (
+            events.EventBus.from_event_bus_arn(self, "Bus", bus_name)
+            if bus_name.startswith("arn:")
+            else events.EventBus.from_event_bus_name(self, "Bus", bus_name)
+        )
         self.undelivered = sqs.Queue(
             self,
             "Undelivered",
@@ -120,10 +122,10 @@ class OutcomeEvents(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            runtime=runtime,
-            architecture=architecture,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
             handler=OUTCOME_EVENTS_HANDLER,
-            code=code,
+            code=function_code(),
             layers=[layer],
             role=role,
             memory_size=256,
@@ -132,7 +134,7 @@ class OutcomeEvents(Construct):
             log_group=log_group,
             description="Results table stream -> one EventBridge event per stored outcome",
             environment={
-                OUTCOME_EVENT_BUS_VARIABLE: self.bus.event_bus_name,
+                OUTCOME_EVENT_BUS_VARIABLE: bus_name,  # PutEvents takes a bus's name or ARN
                 EnvVar.SERVICE_NAME: SERVICE_NAME,
                 EnvVar.METRICS_NAMESPACE: METRICS_NAMESPACE,
                 EnvVar.LOG_LEVEL: "INFO",
@@ -186,9 +188,9 @@ class OutcomeEvents(Construct):
                 self,
                 name,
                 metric=metric,
-                threshold=0,
+                threshold=1,
                 evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 alarm_description=description,
             )
@@ -200,7 +202,7 @@ class OutcomeEvents(Construct):
         Validations.of(policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
-                reason="dynamodb:ListStreams and X-Ray's PutTraceSegments/PutTelemetryRecords support no "
-                "resource-level permissions; the stream's reads are scoped to the results table's stream.",
+                reason="X-Ray's PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level "
+                "permissions; the stream's reads are scoped to the results table's stream, PutEvents to the bus.",
             ),
         )

@@ -52,6 +52,13 @@ BACKLOG = EntryPoint(
 )
 
 
+def function_code() -> lambda_.Code:
+    """The functions' one asset: lambdas/ as it is (every entry point is a handler in it)."""
+    return lambda_.Code.from_asset(
+        str(ROOT / LAMBDA_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/requirements.txt"]
+    )
+
+
 def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
     layer_dir = ROOT / LAYER_DIR
     if not (layer_dir / "python" / "aws_lambda_powertools").is_dir():
@@ -146,9 +153,7 @@ class PipelineFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=entry.handler,
-            code=lambda_.Code.from_asset(
-                str(ROOT / LAMBDA_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/requirements.txt"]
-            ),
+            code=function_code(),
             layers=[self.layer],
             role=self.role,
             memory_size=config.memory_mb,

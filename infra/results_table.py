@@ -43,6 +43,8 @@ class ResultsTable(Construct):
                     projection_type=dynamodb.ProjectionType.ALL,
                 )
             ],
+            # The outcome events are read from it (events.py): an outbox, whatever the writer did after its write.
+            dynamo_stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES if config.events else None,
             removal_policy=removal_policy(config),
             deletion_protection=config.removal_policy == "retain",
         )

@@ -29,6 +29,9 @@ from detect_faces.settings import Settings
 from detect_faces.subscriptions import UNSETTLED_IN_FILTERS
 
 PREFIX = "facepipe:"
+# EventBridge's rules for a bus name (the API reference, CreateEventBus: [/\.\-_A-Za-z0-9]+, 1-256) and its ARN.
+EVENT_BUS_NAME = re.compile(r"[/.\-_A-Za-z0-9]{1,256}")
+EVENT_BUS_ARN = re.compile(r"arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}")
 DEFAULT_STACK_NAME = "Facepipe"
 PROJECT_CONFIG = "cdk.json"  # its "context" object
 PROJECT_CONTEXT = "cdk.context.json"  # the whole file is context
@@ -88,6 +91,9 @@ class FacepipeSettings:
     # The backlog function's reserved concurrency (None: no reservation; docs/OPERATIONS.md sizes it).
     backlog_concurrency: int | None = None
     stack_name: str = DEFAULT_STACK_NAME
+    # Outcome events (docs/DESIGN.md, "Outcome events"): on by default; the bus is the default one unless named.
+    events: bool = True
+    event_bus: str | None = None  # a bus name, or its ARN
 
     @classmethod
     def from_values(cls, context: Context) -> Self:
@@ -116,6 +122,8 @@ class FacepipeSettings:
             detect_max_attempts=read.required_int("detectMaxAttempts", cls.detect_max_attempts, 1, 20),
             backlog_concurrency=read.optional_int("backlogConcurrency", 1, MAX_CONCURRENCY),
             stack_name=read.stack_name(cls.stack_name),
+            events=read.choice("events", "on", ("on", "off"), str.lower) == "on",
+            event_bus=read.event_bus(),
         )
 
     @property
@@ -320,6 +328,18 @@ class _Reader:
                 f"context {PREFIX}detectFacesQuota must be between 0 and {MAX_DETECT_FACES_QUOTA} TPS, got {quota}"
             )
         return quota
+
+    def event_bus(self) -> str | None:
+        raw = self.value("eventBus")
+        if raw is None:
+            return None
+        bus = str(raw)
+        if not (EVENT_BUS_NAME.fullmatch(bus) or EVENT_BUS_ARN.fullmatch(bus)):
+            raise ContextError(
+                f"context {PREFIX}eventBus must be an event bus name (letters, digits, . - _ /, at most 256) or its"
+                f" ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME), got {bus!r}"
+            )
+        return bus
 
     def stack_name(self, default: str) -> str:
         raw = self.value("stackName")

@@ -12,6 +12,9 @@ from detect_faces.contract import (
     OUTPUT_BUCKET,
     OUTPUT_DLQ_NAME,
     OUTPUT_DLQ_URL,
+    OUTPUT_EVENT_BUS,
+    OUTPUT_EVENT_SCHEMAS,
+    OUTPUT_EVENTS_UNDELIVERED,
     OUTPUT_FUNCTION,
     OUTPUT_NOTIFICATIONS,
     OUTPUT_OPERATOR_POLICY,
@@ -24,6 +27,7 @@ from .backlog import Backlog, reports_bucket
 from .config import FacepipeConfig
 from .dead_letter_queue import DeadLetterQueue
 from .delivery import EventDelivery
+from .events import OutcomeEvents
 from .function import LIVE, PipelineFunction
 from .monitoring import Monitoring
 from .operators import OperatorPolicy
@@ -92,6 +96,18 @@ class FacepipeStack(Stack):
             dlq=self.failures.queue,
             backlog=self.backlog.function,
         )
+        self.outcome_events = (
+            OutcomeEvents(
+                self,
+                "OutcomeEvents",
+                table=self.results.table,
+                layer=self.detector.layer,
+                config=self.config,
+                alarm_topic=self.monitoring.topic,
+            )
+            if self.config.events
+            else None
+        )
         self.operators = OperatorPolicy(
             self,
             "Operators",
@@ -118,6 +134,14 @@ class FacepipeStack(Stack):
         CfnOutput(self, OUTPUT_BATCH_JOB_ROLE, value=self.backlog.job_role.role_arn)
         CfnOutput(self, OUTPUT_REPORTS_BUCKET, value=reports.bucket_name, description="Batch Operations reports")
         CfnOutput(self, OUTPUT_ALARM_TOPIC, value=self.monitoring.topic.topic_arn)
+        if self.outcome_events is not None:
+            events = self.outcome_events
+            CfnOutput(self, OUTPUT_EVENT_BUS, value=self.config.event_bus or "default",
+                      description="Outcome events (source facepipe) go to this bus")  # fmt: skip
+            CfnOutput(self, OUTPUT_EVENTS_UNDELIVERED, value=events.undelivered.queue_url,
+                      description="Stream batches whose events could not be put on the bus")  # fmt: skip
+            CfnOutput(self, OUTPUT_EVENT_SCHEMAS, value=events.registry.attr_registry_name,
+                      description="The outcome event's schema (code bindings)")  # fmt: skip
         CfnOutput(
             self,
             OUTPUT_OPERATOR_POLICY,

@@ -106,6 +106,10 @@ OUTPUT_NOTIFICATIONS = "NotificationDelivery"  # "s3" or "eventbridge"
 OUTPUT_BACKLOG_FUNCTION = "BacklogFunctionArn"
 OUTPUT_BATCH_JOB_ROLE = "BatchJobRoleArn"
 OUTPUT_REPORTS_BUCKET = "ReportsBucketName"
+# With outcome events on (facepipe:events): the bus they go to, what could not be delivered, the schema registry
+OUTPUT_EVENT_BUS = "OutcomeEventBus"
+OUTPUT_EVENTS_UNDELIVERED = "EventsUndeliveredQueueUrl"
+OUTPUT_EVENT_SCHEMAS = "EventSchemaRegistryName"
 
 # ---- operator events -----------------------------------------------------------------------------------
 # An event that carries this key is an operator's replay of a dead-lettered record (`facepipe redrive`).
