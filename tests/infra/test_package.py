@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from detect_faces import contract
 from detect_faces.results import ResultsStore
 from facepipe.common.photos import photo
 from facepipe.local.aws import FAKE_CREDENTIALS
@@ -121,6 +122,19 @@ def test_the_deployed_package_runs_one_invocation_with_only_what_lambda_provides
         assert (answer["taskId"], answer["resultCode"]) == ("t1", "Succeeded"), backlog
         stored = ResultsStore(pipeline.client("dynamodb"), pipeline.table).get(pipeline.bucket, "old photo.jpg")
         assert stored is not None and stored.status == "DETECTED"
+
+        # And the events entry point, from the same asset: a batch of the table's stream records as the event source
+        # mapping hands them over, one event put on the bus for the outcome among them
+        streams, table = pipeline.client("dynamodbstreams"), pipeline.client("dynamodb")
+        arn = table.describe_table(TableName=pipeline.table)["Table"]["LatestStreamArn"]
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]  # fmt: skip
+        records = [{**r, "eventSourceARN": arn} for r in streams.get_records(ShardIterator=iterator)["Records"]]
+        env[contract.OUTCOME_EVENT_BUS_VARIABLE] = "default"
+        published = invoke("outcome_events", json.loads(json.dumps({"Records": records}, default=str)))
+        assert published["leaked"] == [] and published["origin"]["aws_lambda_powertools"].startswith(str(layer))
+        assert published["result"] == {"batchItemFailures": []}, published
     finally:
         pipeline.stop()
 
