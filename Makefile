@@ -7,12 +7,14 @@ VENV_LOCKS := locks/venv.lock locks/venv-nodeps.lock
 STAMP := $(VENV)/.installed-$(shell cat $(VENV_LOCKS) pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 LAYER := build/powertools-layer
 LAYER_STAMP := $(LAYER)/.installed-$(shell cksum < locks/layer.lock 2>/dev/null | cut -d' ' -f1)
+REDACTION_LAYER := build/redaction-layer
+REDACTION_LAYER_STAMP := $(REDACTION_LAYER)/.installed-$(shell cksum < locks/redaction-layer.lock 2>/dev/null | cut -d' ' -f1)
 HASH := \#
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help lock lock-check venv layer lambda-runtime node lint test test-fast demo local synth doctor bootstrap deploy destroy bench \
+.PHONY: help lock lock-check venv layer redaction-layer lambda-runtime node lint test test-fast demo local synth doctor bootstrap deploy destroy bench \
   bench-venv clean
 
 help:
@@ -34,15 +36,18 @@ help:
 # with pip --require-hashes, and every target first checks they are current (lock-check, offline).
 UV_VERSION := 0.13.9
 UV := build/uv-$(UV_VERSION)/bin/uv
-LOCK_INPUTS := requirements.txt requirements-dev.txt requirements-nodeps.txt lambdas/detect_faces/requirements.txt
-LOCKS := $(VENV_LOCKS) locks/layer.lock locks/lambda-runtime.lock
+LOCK_INPUTS := requirements.txt requirements-dev.txt requirements-nodeps.txt lambdas/detect_faces/requirements.txt \
+  lambdas/redaction/requirements.txt
+LOCKS := $(VENV_LOCKS) locks/layer.lock locks/redaction-layer.lock locks/lambda-runtime.lock
 # What the Lambda Python runtime ships (boto3 and its dependencies): lambda-runtime.lock, never the layer.
 RUNTIME_PACKAGES := boto3 botocore jmespath python-dateutil s3transfer six urllib3
 COMPILE := $(UV) pip compile --quiet --no-config --no-python-downloads --generate-hashes --custom-compile-command 'make lock'
 VENV_PLATFORM := --universal --python-version 3.11
 LAYER_PLATFORM := --python-platform aarch64-manylinux2014 --python-version 3.14
+# Pillow's arm64 wheels for Python 3.14 are manylinux_2_28 (Lambda's Python 3.14 runtime has glibc 2.34).
+REDACTION_PLATFORM := --python-platform aarch64-manylinux_2_28 --python-version 3.14
 # Each lock's first line: a checksum of the inputs' requirement lines (comments aside) and of this recipe.
-LOCK_DIGEST = $(shell { echo "$(UV_VERSION) $(COMPILE) $(VENV_PLATFORM) $(LAYER_PLATFORM) $(RUNTIME_PACKAGES)"; \
+LOCK_DIGEST = $(shell { echo "$(UV_VERSION) $(COMPILE) $(VENV_PLATFORM) $(LAYER_PLATFORM) $(REDACTION_PLATFORM) $(RUNTIME_PACKAGES)"; \
   sed -e 's/[[:space:]]*$(HASH).*//' -e '/^[[:space:]]*$$/d' $(LOCK_INPUTS); } | cksum | cut -d' ' -f1)
 LOCK_HEADER = $(HASH) inputs checksum $(LOCK_DIGEST): written by make lock, compared by make lock-check
 
@@ -57,6 +62,8 @@ lock: $(UV)
 	$(COMPILE) $(VENV_PLATFORM) $(LOCK_ARGS) --no-deps -o locks/venv-nodeps.lock requirements-nodeps.txt
 	$(COMPILE) $(LAYER_PLATFORM) $(LOCK_ARGS) -c locks/venv.lock $(RUNTIME_PACKAGES:%=--no-emit-package %) \
 	  -o locks/layer.lock lambdas/detect_faces/requirements.txt
+	$(COMPILE) $(REDACTION_PLATFORM) $(LOCK_ARGS) -c locks/venv.lock $(RUNTIME_PACKAGES:%=--no-emit-package %) \
+	  -o locks/redaction-layer.lock lambdas/redaction/requirements.txt
 	echo boto3 | $(COMPILE) $(VENV_PLATFORM) $(LOCK_ARGS) -c locks/venv.lock -o locks/lambda-runtime.lock -
 	@for lock in $(LOCKS); do { echo '$(LOCK_HEADER)'; cat $$lock; } > $$lock.tmp && mv $$lock.tmp $$lock; done
 
@@ -89,6 +96,17 @@ $(LAYER_STAMP): locks/layer.lock | $(STAMP)
 
 layer: $(LAYER_STAMP)
 
+# Pillow for the redaction function (lambdas/redaction), the same way: arm64, Python 3.14, no Docker.
+$(REDACTION_LAYER_STAMP): locks/redaction-layer.lock | $(STAMP)
+	rm -rf $(REDACTION_LAYER)
+	$(BIN)/python -m pip install -q --no-deps --require-hashes --target $(REDACTION_LAYER)/python \
+	  --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.14 --only-binary=:all: \
+	  -r locks/redaction-layer.lock
+	find $(REDACTION_LAYER) -name '__pycache__' -prune -exec rm -rf {} +
+	touch $@
+
+redaction-layer: $(REDACTION_LAYER_STAMP)
+
 # What the Lambda Python runtime itself provides (boto3, botocore and their dependencies), alone in a folder:
 # the package test runs the function's asset + layer on it, with nothing else importable.
 RUNTIME_DIR := build/lambda-runtime
@@ -108,9 +126,9 @@ lint: lock-check $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache --no-logo
-	$(BIN)/mypy --follow-imports=silent lambdas/detect_faces infra app.py tests/conftest.py tests/helpers.py tests/function tests/infra
+	$(BIN)/mypy lambdas/detect_faces lambdas/redaction facepipe infra bench app.py tests
 
-test: lint layer lambda-runtime node
+test: lint layer redaction-layer lambda-runtime node
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -122,17 +140,18 @@ demo: $(STAMP)
 local: $(STAMP)
 	$(BIN)/python -m facepipe local up
 
-synth: layer node
+synth: layer redaction-layer node
 	$(CDK) synth --no-notices --quiet
 
-# Before `make deploy`, and again after it with CDK_ARGS unchanged: facepipe doctor [--stack NAME].
+# Before `make deploy`, and again after it (DOCTOR_ARGS='--stack NAME'): CDK_ARGS go after --, as to cdk, so doctor
+# checks the settings the deploy uses (cdk.json, cdk.context.json, their -c flags).
 doctor: $(STAMP)
-	$(BIN)/python -m facepipe doctor $(DOCTOR_ARGS)
+	$(BIN)/python -m facepipe doctor $(DOCTOR_ARGS) -- $(CDK_ARGS)
 
 bootstrap: node
 	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
-deploy: layer node
+deploy: layer redaction-layer node
 	$(CDK) deploy --no-notices $(CDK_ARGS)
 
 destroy: node

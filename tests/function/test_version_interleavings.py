@@ -249,7 +249,7 @@ class Settled(VersionInterleavings):
 
 
 Settled.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=40,
     stateful_step_count=14,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
