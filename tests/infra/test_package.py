@@ -139,10 +139,27 @@ def test_the_deployed_package_runs_one_invocation_with_only_what_lambda_provides
         pipeline.stop()
 
 
-def test_the_function_asset_holds_the_function_only() -> None:
-    # cdk deploy uploads lambdas/ (less caches and requirements.txt): no development file may sit there
+def test_the_function_asset_holds_the_functions_only() -> None:
+    # cdk deploy uploads lambdas/ (less caches and requirements.txt): no development file may sit there; it holds the
+    # detect function and the redaction function, one package each
     files = {p.relative_to(ROOT / "lambdas").as_posix() for p in (ROOT / "lambdas").rglob("*") if p.is_file()}
     files = {f for f in files if "__pycache__" not in f}
-    assert files and all(f.startswith("detect_faces/") and f.endswith((".py", "requirements.txt")) for f in files), (
-        files
-    )
+    assert {f.split("/", 1)[0] for f in files} == {"detect_faces", "redaction"}
+    assert all(f.endswith((".py", "requirements.txt")) for f in files), files
+
+
+def test_the_redaction_layer_is_pillow_for_the_functions_runtime_and_architecture() -> None:
+    # Lambda's Python 3.14 on arm64 loads Pillow's compiled core from the layer's python/ folder. This machine cannot
+    # load an aarch64 extension, so the layer's contents are checked instead: the pinned version, built for cp314
+    # on aarch64 (manylinux_2_28: Lambda's Python 3.14 runtime has glibc 2.34), nothing of the runtime's own.
+    layer = ROOT / "build" / "redaction-layer" / "python"
+    if not (layer / "PIL").is_dir():
+        pytest.fail("build/redaction-layer is missing: run `make redaction-layer` (make test does)")
+    pinned = (ROOT / "lambdas" / "redaction" / "requirements.txt").read_text()
+    (metadata,) = layer.glob("pillow-*.dist-info/METADATA")
+    version = next(line.split(": ", 1)[1] for line in metadata.read_text().splitlines() if line.startswith("Version:"))
+    assert f"pillow=={version}" in pinned.lower()
+    assert (layer / "PIL" / "_imaging.cpython-314-aarch64-linux-gnu.so").is_file()
+    wheel = (metadata.parent / "WHEEL").read_text()
+    assert "cp314-cp314-manylinux_2_28_aarch64" in wheel or "manylinux_2_28_aarch64" in wheel, wheel
+    assert not {"boto3", "botocore", "numpy"} & {p.name for p in layer.iterdir()}
