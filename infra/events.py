@@ -19,11 +19,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from detect_faces.contract import (
-    DLQ_RETENTION_SECONDS,
     METRICS_NAMESPACE,
     OUTCOME_EVENT_BUS_VARIABLE,
     OUTCOME_EVENT_SOURCE,
@@ -35,6 +33,7 @@ from detect_faces.contract import (
 from detect_faces.outcome_events import STREAM_FILTER
 
 from .config import FacepipeConfig
+from .dead_letter_queue import dead_letter_queue
 from .function import ARCHITECTURE, RUNTIME, function_code
 from .removal import removal_policy
 
@@ -94,19 +93,8 @@ class OutcomeEvents(Construct):
             if bus_name.startswith("arn:")
             else events.EventBus.from_event_bus_name(self, "Bus", bus_name)
         )
-        self.undelivered = sqs.Queue(
-            self,
-            "Undelivered",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.seconds(DLQ_RETENTION_SECONDS),
-            removal_policy=removal_policy(config),
-        )
-        Validations.of(self.undelivered).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is the event source mapping's on-failure destination (a dead-letter queue).",
-            )
+        self.undelivered = dead_letter_queue(
+            self, "Undelivered", config, what="the event source mapping's on-failure destination"
         )
         log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy(config))
         log_group_cfn = log_group.node.default_child

@@ -36,10 +36,10 @@ from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event impor
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from . import handler
-from .contract import Metric
+from .contract import InvocationContext, Metric
 from .errors import error_code, error_message
 from .model import ImageEvent, InvalidEventError, Outcome, RecordResult
-from .processor import ImageBusyError, InvocationContext, Processor
+from .processor import ImageBusyError, Processor
 from .retry import RETRY_CODES
 from .settings import Settings
 

@@ -7,6 +7,7 @@ rules behind these names are described in docs/DESIGN.md.
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 SERVICE_NAME = "facepipe"  # Powertools' service (logs, metric dimension)
 METRICS_NAMESPACE = "Facepipe"
@@ -22,6 +23,21 @@ MALFORMED_PK_PREFIX = "#malformed/"  # "#malformed/<sha256>": a dead-lettered ma
 INDEX_BY_KEY = "by-key"
 INDEX_PARTITION_KEY = "bucket"
 INDEX_SORT_KEY = "object_key"
+
+
+class InvocationContext(Protocol):
+    """What the functions read of Lambda's context object (tests and the local runtime pass their own)."""
+
+    @property
+    def aws_request_id(self) -> str: ...
+
+    @property
+    def invoked_function_arn(self) -> str: ...
+
+    @property
+    def function_version(self) -> str: ...
+
+    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class Status(enum.StrEnum):
@@ -110,6 +126,8 @@ OUTPUT_REPORTS_BUCKET = "ReportsBucketName"
 OUTPUT_EVENT_BUS = "OutcomeEventBus"
 OUTPUT_EVENTS_UNDELIVERED = "EventsUndeliveredQueueUrl"
 OUTPUT_EVENT_SCHEMAS = "EventSchemaRegistryName"
+# With redacted copies on (facepipe:redaction): the bucket the copies go to
+OUTPUT_REDACTED_BUCKET = "RedactedBucketName"
 
 # ---- operator events -----------------------------------------------------------------------------------
 # An event that carries this key is an operator's replay of a dead-lettered record (`facepipe redrive`).
@@ -138,6 +156,25 @@ class OutcomeEvent(enum.StrEnum):
     IMAGE_REJECTED = "Image Rejected"
     IMAGE_FAILED = "Image Failed"
     IMAGE_DELETED = "Image Deleted"
+
+
+# ---- redacted copies (lambdas/redaction, docs/REDACTION.md): a function on the outcome events ------------------
+# The names below are redaction.settings' and redaction.redact's, written again here for the stack, which imports
+# nothing of the redaction function (Pillow); tests/infra/test_redaction_stack.py holds the two to each other.
+REDACTION_HANDLER = "redaction.handler.lambda_handler"
+REDACTION_OFF = "off"  # facepipe:redaction's default: no function, no bucket, nothing of redaction in the stack
+REDACTION_MODES = ("blur", "pixelate", "fill")  # redaction.redact.Mode
+REDACTION_DEFAULT_MARGIN = 0.15  # redaction.redact.DEFAULT_MARGIN: added to each side, a fraction of the box
+REDACTION_MAX_MARGIN = 1.0  # redaction.redact.MAX_MARGIN
+
+
+class RedactionEnvVar(enum.StrEnum):
+    """The redaction function's own environment (redaction.settings.RedactionEnv); it shares RESULTS_TABLE,
+    FAILURE_QUEUE_URL and Powertools' with EnvVar."""
+
+    BUCKET = "REDACTION_BUCKET"
+    MODE = "REDACTION_MODE"
+    MARGIN = "REDACTION_MARGIN"
 
 
 # ---- S3 Batch Operations (the backlog engine) -------------------------------------------------------------

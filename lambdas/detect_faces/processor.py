@@ -8,14 +8,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from . import calls
 from .claims import SCOPE_VERSION, Claim, ImageClaims
-from .contract import BACKFILL_EVENT_NAME, REDRIVE_FLAG, Metric, Status
+from .contract import BACKFILL_EVENT_NAME, REDRIVE_FLAG, InvocationContext, Metric, Status
 from .dead_letters import DeadLetterWriter, failure_record
 from .errors import ImageRejected, ObjectUnreadable, error_code, error_message
 from .model import ImageEvent, InvalidEventError, ObjectRef, Outcome, RecordResult, is_eventbridge_s3
@@ -25,17 +25,6 @@ from .retry import MetricsSink
 from .settings import Settings
 
 logger = Logger(child=True)
-
-
-class InvocationContext(Protocol):
-    @property
-    def aws_request_id(self) -> str: ...
-    @property
-    def invoked_function_arn(self) -> str: ...
-    @property
-    def function_version(self) -> str: ...
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class RecordsFailedError(Exception):

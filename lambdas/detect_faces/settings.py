@@ -13,7 +13,7 @@ class ConfigurationError(ValueError):
     """An environment variable is missing or invalid; the message names it."""
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
+def required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
         raise ConfigurationError(f"environment variable {name} is required and is empty or unset")
@@ -63,13 +63,13 @@ class Settings:
                 f"environment variable {EnvVar.FACE_ATTRIBUTES} must be one of {', '.join(FACE_ATTRIBUTE_CHOICES)}, "
                 f"got {env.get(EnvVar.FACE_ATTRIBUTES)!r}"
             )
-        queue_url = _required(env, EnvVar.FAILURE_QUEUE_URL)
+        queue_url = required(env, EnvVar.FAILURE_QUEUE_URL)
         if not queue_url.startswith(("https://", "http://")):
             raise ConfigurationError(
                 f"environment variable {EnvVar.FAILURE_QUEUE_URL} must be a queue URL, got {queue_url!r}"
             )
         return cls(
-            results_table=_required(env, EnvVar.RESULTS_TABLE),
+            results_table=required(env, EnvVar.RESULTS_TABLE),
             failure_queue_url=queue_url,
             face_attributes=attributes,
             detect_max_attempts=int(

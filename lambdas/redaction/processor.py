@@ -31,7 +31,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from detect_faces.contract import OutcomeEvent, Status
+from detect_faces.contract import InvocationContext, OutcomeEvent, Status
 from detect_faces.dead_letters import failure_record
 
 from .copies import (
@@ -92,21 +92,6 @@ class Action(enum.StrEnum):
 
 class MetricsSink(Protocol):
     def add_metric(self, name: str, unit: MetricUnit, value: float) -> None: ...
-
-
-class InvocationContext(Protocol):
-    """What the function reads of Lambda's context object."""
-
-    @property
-    def aws_request_id(self) -> str: ...
-
-    @property
-    def invoked_function_arn(self) -> str: ...
-
-    @property
-    def function_version(self) -> str: ...
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class ResultIncomplete(Exception):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from detect_faces.contract import EnvVar
+from detect_faces.settings import ConfigurationError, required
 
 from .redact import DEFAULT_MARGIN, MAX_MARGIN, Mode
 
@@ -40,17 +41,6 @@ def max_pixels_for(memory_mb: int) -> int:
     """The largest image (width x height) the function decodes at this memory size:
     (memory - BASELINE_MB) MiB / BYTES_PER_PIXEL, and never under MIN_MAX_PIXELS. 1024 MB: 94 MP; 2048 MB: 201 MP."""
     return max(MIN_MAX_PIXELS, (memory_mb - BASELINE_MB) * 1024 * 1024 // BYTES_PER_PIXEL)
-
-
-class ConfigurationError(ValueError):
-    """An environment variable is missing or invalid; the message names it."""
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigurationError(f"environment variable {name} is required and is empty or unset")
-    return value
 
 
 def _mode(env: Mapping[str, str]) -> Mode:
@@ -101,14 +91,14 @@ class RedactionSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedactionSettings:
         env = os.environ if env is None else env
-        queue_url = _required(env, EnvVar.FAILURE_QUEUE_URL)
+        queue_url = required(env, EnvVar.FAILURE_QUEUE_URL)
         if not queue_url.startswith(("https://", "http://")):
             raise ConfigurationError(
                 f"environment variable {EnvVar.FAILURE_QUEUE_URL} must be a queue URL, got {queue_url!r}"
             )
         return cls(
-            bucket=_required(env, RedactionEnv.BUCKET),
-            results_table=_required(env, EnvVar.RESULTS_TABLE),
+            bucket=required(env, RedactionEnv.BUCKET),
+            results_table=required(env, EnvVar.RESULTS_TABLE),
             failure_queue_url=queue_url,
             mode=_mode(env),
             margin=_margin(env),
