@@ -35,7 +35,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from common import FixedDetector, percentile
 
@@ -44,6 +44,9 @@ from facepipe.common import photos
 from facepipe.local import LOCAL_FUNCTION, LocalPipeline, LocalSettings
 from facepipe.local import aws as local_aws
 from facepipe.local import state as local_state
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import NotificationConfigurationTypeDef
 
 BACKLOG, LIVE = "backlog/", "live/"
 
@@ -140,8 +143,9 @@ def seed_backlog(pipeline: LocalPipeline, n: int) -> None:
     assert pipeline.runtime is not None
     pipeline.wait_for_events(1, timeout=30)  # the s3:TestEvent
     s3, body = pipeline.client("s3"), photos.photo("astronaut.jpg")
-    config = s3.get_bucket_notification_configuration(Bucket=pipeline.bucket)
-    config.pop("ResponseMetadata", None)
+    answered = s3.get_bucket_notification_configuration(Bucket=pipeline.bucket)
+    # the configuration as read, less the answer's metadata, is the one to put back
+    config = cast("NotificationConfigurationTypeDef", {k: v for k, v in answered.items() if k != "ResponseMetadata"})
     s3.put_bucket_notification_configuration(Bucket=pipeline.bucket, NotificationConfiguration={})
     for i in range(n):
         s3.put_object(Bucket=pipeline.bucket, Key=f"{BACKLOG}{i:06d}.jpg", Body=body)

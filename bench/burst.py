@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from common import FixedDetector
 
 from facepipe.common import photos
 from facepipe.local import LocalPipeline, LocalSettings
+from facepipe.local.runtime import Handler
 
 
 @dataclass
@@ -52,81 +54,112 @@ HEADER = (
 )
 
 
-def run(
-    name: str, n: int, tps: float, latency: float, concurrency: int, naive: bool, timeout: float, attempts: int
-) -> Outcome:
+@dataclass(frozen=True)
+class Burst:
+    """What every pipeline compared meets: N uploads at once, the quota Q, DetectFaces' latency."""
+
+    n: int
+    tps: float
+    latency: float
+    timeout: float  # seconds to wait for the drain
+    attempts: int  # facepipe's DETECT_MAX_ATTEMPTS
+
+
+def run(burst: Burst, name: str, concurrency: int, naive: bool) -> Outcome:
     settings = LocalSettings(
         concurrency=concurrency,
-        tps=tps,
-        latency=latency,
+        tps=burst.tps,
+        latency=burst.latency,
         delay_scale=0.01,
         log_level="ERROR",
-        detect_max_attempts=attempts,
+        detect_max_attempts=burst.attempts,
     )
-    handler = None
-    if naive:
-        from naive import make_handler
-
-        handler_box: dict[str, Any] = {}
-
-        def lazy(event: dict[str, Any], context: Any) -> Any:  # clients must see the local endpoints
-            if "h" not in handler_box:
-                handler_box["h"] = make_handler(pipeline.table)
-            return handler_box["h"](event, context)
-
-        handler = lazy
-    pipeline = LocalPipeline(settings, detector=FixedDetector(), handler=handler)  # type: ignore[arg-type]
+    handler = naive_handler(lambda: pipeline.table) if naive else None
+    pipeline = LocalPipeline(settings, detector=FixedDetector(), handler=handler)
     pipeline.start()
     try:
-        assert pipeline.runtime is not None and pipeline.emulator is not None
-        s3 = pipeline.client("s3")
-        body = photos.photo("astronaut.jpg")
-        pipeline.wait_for_events(1, timeout=30)  # the s3:TestEvent
-        pipeline.runtime.pause()
-        for i in range(n):
-            s3.put_object(Bucket=pipeline.bucket, Key=f"burst/{i:05d}.jpg", Body=body)
-        start = time.monotonic()
-        pipeline.runtime.resume()  # all N notifications are waiting: a burst
-        if not pipeline.wait_for_events(n + 1, timeout=timeout):
-            print(f"  ({name}: not drained within {timeout:.0f}s)")
-        drain = time.monotonic() - start
-        dynamodb = pipeline.client("dynamodb")
-        scan = dynamodb.get_paginator("scan").paginate(
+        drain = drain_seconds(pipeline, burst, name)
+        return outcome(pipeline, name, concurrency, drain)
+    finally:
+        pipeline.stop()
+
+
+def naive_handler(table: Callable[[], str]) -> Handler:
+    """The naive pipeline's handler, built on the first event: its clients must see the local stack's endpoints."""
+    built: list[Handler] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        if not built:
+            from naive import make_handler
+
+            built.append(make_handler(table()))
+        return built[0](event, context)
+
+    return handler
+
+
+def drain_seconds(pipeline: LocalPipeline, burst: Burst, name: str) -> float:
+    """N uploads held back, then let go at once: seconds until every one reached its end."""
+    assert pipeline.runtime is not None
+    s3 = pipeline.client("s3")
+    body = photos.photo("astronaut.jpg")
+    pipeline.wait_for_events(1, timeout=30)  # the s3:TestEvent
+    pipeline.runtime.pause()
+    for i in range(burst.n):
+        s3.put_object(Bucket=pipeline.bucket, Key=f"burst/{i:05d}.jpg", Body=body)
+    start = time.monotonic()
+    pipeline.runtime.resume()  # all N notifications are waiting: a burst
+    if not pipeline.wait_for_events(burst.n + 1, timeout=burst.timeout):
+        print(f"  ({name}: not drained within {burst.timeout:.0f}s)")
+    return time.monotonic() - start
+
+
+def outcome(pipeline: LocalPipeline, name: str, concurrency: int, drain: float) -> Outcome:
+    assert pipeline.runtime is not None and pipeline.emulator is not None
+    stats, runtime = pipeline.emulator.stats, pipeline.runtime.stats
+    per_key: Counter[str] = Counter()
+    for (_, key, _), count in stats.analysed.items():
+        per_key[key] += count
+    return Outcome(
+        name=name,
+        concurrency=concurrency,
+        drain_seconds=drain,
+        stored=stored_results(pipeline),
+        dlq_images=len(dead_lettered_keys(pipeline)),
+        calls=stats.requests,
+        throttled=stats.throttled,
+        twice=sum(1 for c in per_key.values() if c > 1),
+        lambda_errors=runtime.errors,
+        mean_duration=runtime.busy_seconds / max(1, runtime.invocations),
+    )
+
+
+def stored_results(pipeline: LocalPipeline) -> int:
+    """Images with faces stored: the results table's DETECTED summaries."""
+    scan = (
+        pipeline.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
             TableName=pipeline.table,
             Select="COUNT",
             FilterExpression="sk = :m AND #s = :d",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":m": {"S": "META"}, ":d": {"S": "DETECTED"}},
         )
-        stored = sum(page["Count"] for page in scan)
-        dlq_keys: set[str] = set()
-        sqs = pipeline.client("sqs")
-        while True:
-            messages = sqs.receive_message(QueueUrl=pipeline.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not messages:
-                break
-            for m in messages:
-                for record in json.loads(m["Body"]).get("requestPayload", {}).get("Records", []):
-                    dlq_keys.add(record["s3"]["object"]["key"])
-                sqs.delete_message(QueueUrl=pipeline.dlq_url, ReceiptHandle=m["ReceiptHandle"])
-        stats = pipeline.emulator.stats
-        per_key: Counter[str] = Counter()
-        for (_, key, _), count in stats.analysed.items():
-            per_key[key] += count
-        return Outcome(
-            name=name,
-            concurrency=concurrency,
-            drain_seconds=drain,
-            stored=stored,
-            dlq_images=len(dlq_keys),
-            calls=stats.requests,
-            throttled=stats.throttled,
-            twice=sum(1 for c in per_key.values() if c > 1),
-            lambda_errors=pipeline.runtime.stats.errors,
-            mean_duration=pipeline.runtime.stats.busy_seconds / max(1, pipeline.runtime.stats.invocations),
-        )
-    finally:
-        pipeline.stop()
+    )
+    return sum(page["Count"] for page in scan)
+
+
+def dead_lettered_keys(pipeline: LocalPipeline) -> set[str]:
+    """The keys of the DLQ's failure records (the queue is emptied)."""
+    keys: set[str] = set()
+    sqs = pipeline.client("sqs")
+    while messages := sqs.receive_message(QueueUrl=pipeline.dlq_url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in messages:
+            for record in json.loads(m["Body"]).get("requestPayload", {}).get("Records", []):
+                keys.add(record["s3"]["object"]["key"])
+            sqs.delete_message(QueueUrl=pipeline.dlq_url, ReceiptHandle=m["ReceiptHandle"])
+    return keys
 
 
 def main() -> None:
@@ -164,9 +197,9 @@ def main() -> None:
         runs += [("facepipe", max(1, rule // 2), False), ("facepipe", rule * 2, False), ("facepipe", rule * 4, False)]
     if not args.no_naive:
         runs.append(("naive", args.naive_concurrency, True))
+    burst = Burst(n=args.n, tps=args.tps, latency=args.latency, timeout=args.timeout, attempts=args.attempts)
     for name, concurrency, naive in runs:
-        outcome = run(name, args.n, args.tps, args.latency, concurrency, naive, args.timeout, args.attempts)
-        print(outcome.row(args.n, args.tps), flush=True)
+        print(run(burst, name, concurrency, naive).row(args.n, args.tps), flush=True)
 
 
 if __name__ == "__main__":

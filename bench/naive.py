@@ -7,13 +7,14 @@ exception fails the invocation (Lambda's async retries then re-run it).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
 
 
-def make_handler(table: str) -> Any:
+def make_handler(table: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     rekognition = boto3.client("rekognition")  # default retry configuration ("legacy": up to 5 attempts)
     dynamodb = boto3.resource("dynamodb").Table(table)
 

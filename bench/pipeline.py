@@ -35,9 +35,7 @@ def main() -> None:
             key = f"latency/{i}.jpg"
             start = time.perf_counter()
             s3.put_object(Bucket=pipeline.bucket, Key=key, Body=bodies[i % len(bodies)])
-            while (
-                store.get(pipeline.bucket, key) is None or store.get(pipeline.bucket, key).status == Status.PROCESSING
-            ):
+            while (result := store.get(pipeline.bucket, key)) is None or result.status == Status.PROCESSING:
                 time.sleep(0.005)
             latencies.append(time.perf_counter() - start)
 

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -52,25 +53,27 @@ PRICES = {
 
 def item_size(value: Any) -> int:
     """DynamoDB's item-size rules, closely enough: names + values (numbers ~ digits/2 + 1)."""
-    if isinstance(value, dict):
-        if set(value) <= {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS"} and len(value) == 1:
-            ((kind, inner),) = value.items()
-            if kind == "S":
-                return len(inner.encode())
-            if kind == "B":
-                return len(inner)
-            if kind == "SS":
-                return sum(len(v.encode()) for v in inner)
-            if kind == "N":
-                return math.ceil(len(inner.replace(".", "").replace("-", "")) / 2) + 1
-            if kind == "BOOL" or kind == "NULL":
-                return 1
-            if kind == "M":
-                return 3 + sum(len(k.encode()) + item_size(v) for k, v in inner.items())
-            if kind == "L":
-                return 3 + sum(1 + item_size(v) for v in inner)
-        return sum(len(k.encode()) + item_size(v) for k, v in value.items())
-    return 0
+    if not isinstance(value, dict):
+        return 0
+    if len(value) == 1:
+        ((kind, inner),) = value.items()
+        size = VALUE_SIZES.get(kind)  # an attribute value ({"S": "text"}), else a map of names to values
+        if size is not None:
+            return size(inner)
+    return sum(len(k.encode()) + item_size(v) for k, v in value.items())
+
+
+# The size of an attribute value by its type (DynamoDB's "Item sizes and formats"), from what the type holds.
+VALUE_SIZES: dict[str, Callable[[Any], int]] = {
+    "S": lambda text: len(text.encode()),
+    "B": len,
+    "SS": lambda texts: sum(len(v.encode()) for v in texts),
+    "N": lambda number: math.ceil(len(number.replace(".", "").replace("-", "")) / 2) + 1,
+    "BOOL": lambda _: 1,
+    "NULL": lambda _: 1,
+    "M": lambda names: 3 + sum(len(k.encode()) + item_size(v) for k, v in names.items()),
+    "L": lambda values: 3 + sum(1 + item_size(v) for v in values),
+}
 
 
 class Fakes:
@@ -122,11 +125,15 @@ class Fakes:
         return {"MessageId": "m"}
 
 
+WARM_UP = 20  # invocations not timed: the first ones warm caches
+
+
 def measure(faces: int, attributes: str, records: int) -> dict[str, Any]:
     fakes = Fakes(json.loads(json.dumps(detect_faces_response(faces, attributes=attributes)), parse_float=float))
     settings = Settings(results_table="results", failure_queue_url="https://sqs/q", face_attributes=attributes)
+    clients: Any = fakes  # one stand-in for the four clients: it answers the calls the handler makes
     handler.set_processor(
-        handler.build_processor(s3=fakes, rekognition=fakes, dynamodb=fakes, sqs=fakes, settings=settings)
+        handler.build_processor(s3=clients, rekognition=clients, dynamodb=clients, sqs=clients, settings=settings)
     )
     context = FakeContext()
     cpu: list[float] = []
@@ -134,15 +141,15 @@ def measure(faces: int, attributes: str, records: int) -> dict[str, Any]:
     log_handler = handler.logger.registered_handler
     previous_stream = log_handler.setStream(out)  # type: ignore[attr-defined]
     with contextlib.redirect_stdout(out):
-        for i in range(records + 20):
+        for i in range(records + WARM_UP):
             event = {"Records": [s3_record("bucket", f"img/{i}.jpg", version_id=f"v{i}")]}
             start = time.process_time()
             handler.lambda_handler(event, context)
-            if i >= 20:  # the first invocations warm caches
+            if i >= WARM_UP:
                 cpu.append(time.process_time() - start)
     log_handler.setStream(previous_stream)  # type: ignore[attr-defined]
     handler.set_processor(None)
-    n = records + 20
+    n = records + WARM_UP
     return {
         "cpu_median_ms": median(cpu) * 1000,
         "cpu_p95_ms": percentile(cpu, 95) * 1000,

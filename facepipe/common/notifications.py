@@ -8,7 +8,7 @@ S3 keeps a filter's prefix and suffix as written, in the URL-encoded form it mat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class Subscription:
         return f"{self.target.rsplit(':', 1)[-1] or self.target} ({', '.join(self.events)}; {where})"
 
 
-def subscriptions(configuration: dict[str, Any]) -> list[Subscription]:
+def subscriptions(configuration: Mapping[str, Any]) -> list[Subscription]:
     """The entries of a GetBucketNotificationConfiguration answer (or a PutBucketNotificationConfiguration request)."""
     found = []
     for kind, arn_field in CONFIGURATION_TYPES.items():
@@ -95,7 +95,7 @@ def ours(entry: Subscription, stack_name: str) -> bool:
 
 
 def conflicts(
-    existing: dict[str, Any], wanted: list[Subscription], stack_name: str
+    existing: Mapping[str, Any], wanted: list[Subscription], stack_name: str
 ) -> list[tuple[Subscription, Subscription]]:
     """The other consumers' entries that S3 would refuse next to the ones the stack adds (facepipe's own entries
     from an earlier deploy are replaced, so they do not count)."""

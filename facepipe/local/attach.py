@@ -15,7 +15,10 @@ import uuid
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 HANDLER_PATH = "package/custom-resource-handlers/dist/aws-s3/notifications-resource-handler/index.py"
 
@@ -40,7 +43,7 @@ def cdk_handler_source() -> str:
         return member.read().decode()
 
 
-def load_handler(s3: Any, source: str | None = None) -> dict[str, Any]:
+def load_handler(s3: S3Client, source: str | None = None) -> dict[str, Any]:
     """The handler module's namespace, with `s3` (its module-level client) bound to the given client."""
     namespace: dict[str, Any] = {"__name__": "cdk_bucket_notifications_handler"}
     code = compile(source or cdk_handler_source(), "aws-cdk-lib:" + HANDLER_PATH, "exec")
@@ -54,7 +57,7 @@ class BucketAttachment:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         *,
         bucket: str,
         configuration: dict[str, Any],

@@ -3,12 +3,20 @@ table and DLQ created as the stack defines them (names and layout: detect_faces.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
 
 from detect_faces import contract
+from facepipe.common.clients import ClientFor
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_sqs import SQSClient
 
 # moto's documented fake credentials: local mode never sees real ones.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -25,7 +33,7 @@ FOREIGN_QUEUE = "other-consumer"
 FOREIGN_PREFIX = "exports/"
 
 
-def create_table(dynamodb: Any, name: str) -> None:
+def create_table(dynamodb: DynamoDBClient, name: str) -> None:
     dynamodb.create_table(
         TableName=name,
         KeySchema=[
@@ -60,7 +68,7 @@ def create_table(dynamodb: Any, name: str) -> None:
     )
 
 
-def create_dlq(sqs: Any, name: str) -> str:
+def create_dlq(sqs: SQSClient, name: str) -> str:
     return str(
         sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": str(contract.DLQ_RETENTION_SECONDS)})[
             "QueueUrl"
@@ -68,16 +76,18 @@ def create_dlq(sqs: Any, name: str) -> str:
     )
 
 
-def create_bucket(s3: Any, name: str, region: str, *, versioned: bool = True) -> None:
+def create_bucket(s3: S3Client, name: str, region: str, *, versioned: bool = True) -> None:
     if region == "us-east-1":
         s3.create_bucket(Bucket=name)
     else:
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        # the stubs name each region S3 offers; any other is S3's to refuse (moto's, here)
+        where = cast("BucketLocationConstraintType", region)
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": where})
     if versioned:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
 
-def create_foreign_consumer(s3: Any, sqs: Any, bucket: str) -> str:
+def create_foreign_consumer(s3: S3Client, sqs: SQSClient, bucket: str) -> str:
     """What an existing bucket often has: another application's notification (here, an SQS queue for new
     objects under exports/). Returns the queue's URL."""
     url = str(sqs.create_queue(QueueName=FOREIGN_QUEUE)["QueueUrl"])
@@ -98,11 +108,17 @@ def create_foreign_consumer(s3: Any, sqs: Any, bucket: str) -> str:
     return url
 
 
+# boto3-stubs type boto3.client once per literal service name, so a call naming the service at run time matches
+# none of them: local mode builds its clients through this untyped reference, and hands them out as ClientFor
+# (local_clients), which types each service's client again.
+_new_client: Callable[..., Any] = boto3.client
+
+
 def local_client(
-    service: str, region: str, endpoints: dict[str, str], default_endpoint: str, config: Config | None = None
+    service: str, region: str, endpoints: Mapping[str, str], default_endpoint: str, config: Config | None = None
 ) -> Any:
     """A boto3 client for the local stack: `endpoints` by service (rekognition, lambda), else the moto server."""
-    return boto3.client(
+    return _new_client(
         service,
         region_name=region,
         endpoint_url=endpoints.get(service) or default_endpoint,
@@ -111,3 +127,14 @@ def local_client(
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=50),
     )
+
+
+def local_clients(
+    region: str, endpoints: Mapping[str, str], default_endpoint: str, config: Config | None = None
+) -> ClientFor:
+    """`local_client` for whichever service is named, typed per service."""
+
+    def client_for(service: str) -> Any:
+        return local_client(service, region, endpoints, default_endpoint, config)
+
+    return client_for

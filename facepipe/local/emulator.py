@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,6 +37,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .centerface import LANDMARK_TYPES, CenterFaceDetector, Face, FixedDetector
 from .loopback import LoopbackServer
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+
 log = logging.getLogger("facepipe.emulator")
 
 TARGET = "RekognitionService.DetectFaces"
@@ -44,6 +48,10 @@ MAX_S3_BYTES = 15 * 1024 * 1024
 MAX_INLINE_BYTES = 5 * 1024 * 1024
 MIN_PIXELS = 80
 MAX_FACES = 100
+# Pose: below this, the rotation is at gimbal lock and its pitch undefined (0); a pitch past a quarter turn is the
+# same orientation, seen from the other side of solvePnP's solution.
+GIMBAL_LOCK = 1e-6
+QUARTER_TURN = 90.0
 ALL_ONLY_NOTE = "Attributes=ALL: the emulator returns the DEFAULT attributes only; ALL-only attributes are not emulated"
 
 # A generic 3-D face (mm), in LANDMARK_TYPES order, for a rough head pose from five points.
@@ -97,7 +105,7 @@ class EmulatorStats:
 class DetectFacesEmulator:
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         detector: CenterFaceDetector | FixedDetector | None = None,
         tps: float | None = None,
         fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
@@ -145,7 +153,7 @@ class DetectFacesEmulator:
         return {"FaceDetails": [face_detail(f, width, height, gray) for f in faces if gray is not None]}
 
     def _read_s3(self, s3_object: dict[str, Any]) -> bytes:
-        params = {"Bucket": s3_object.get("Bucket", ""), "Key": s3_object.get("Name", "")}
+        params: GetObjectRequestTypeDef = {"Bucket": s3_object.get("Bucket", ""), "Key": s3_object.get("Name", "")}
         if s3_object.get("Version"):
             params["VersionId"] = s3_object["Version"]
         try:
@@ -275,10 +283,10 @@ def pose(points: tuple[tuple[float, float], ...], width: int, height: int) -> di
     if ok:
         rotation, _ = cv2.Rodrigues(rvec)
         sy = math.hypot(rotation[0, 0], rotation[1, 0])
-        pitch = math.degrees(math.atan2(-rotation[2, 1], rotation[2, 2])) if sy > 1e-6 else 0.0
+        pitch = math.degrees(math.atan2(-rotation[2, 1], rotation[2, 2])) if sy > GIMBAL_LOCK else 0.0
         yaw = math.degrees(math.atan2(-rotation[2, 0], sy))
         pitch = (pitch + 180.0) % 360.0 - 180.0
-        if abs(pitch) > 90:  # the same orientation seen from the other side of the solution
+        if abs(pitch) > QUARTER_TURN:
             pitch = pitch - 180.0 if pitch > 0 else pitch + 180.0
     return {"Roll": _clamp(roll, 180), "Yaw": _clamp(yaw, 180), "Pitch": _clamp(pitch, 180)}
 

@@ -44,10 +44,16 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detect_faces.subscriptions import notification_form
+
+if TYPE_CHECKING:
+    from moto.s3.notifications import S3NotificationEvent
+
+    _Pair = tuple[S3NotificationEvent, S3NotificationEvent]  # (a deletion, a delete marker)
 
 _lock = threading.Lock()
 _installed = False
@@ -60,29 +66,40 @@ def next_sequencer() -> str:
 
 
 def install() -> None:
-    global _installed, _expire
+    global _installed
     with _lock:
         if _installed:
             return
         _installed = True
-    from moto.s3 import models, notifications
+    _s3_lifecycle_expiration()  # first: it keeps moto's own DeleteObject, which _s3_removal_events replaces
+    _s3_event_fields()
+    _s3_removal_events()
+    _s3_key_filters()
+    _serialise_dynamodb()
+    _eventbridge_events()
+    _refuse_overlapping_notifications()
 
-    original_event = notifications._get_s3_event
-    original_send = notifications.send_event
-    original_delete = models.S3Backend.delete_object
-    original_key_matches = models.Notification._key_matches
-    removed = (
-        notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT,
-        notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+
+def _removed_and_expired() -> tuple[_Pair, _Pair]:
+    """The event names of a removal by a request, and of an expiration by a lifecycle rule: (delete, marker)."""
+    from moto.s3.notifications import S3NotificationEvent as Events
+
+    return (
+        (Events.OBJECT_REMOVED_DELETE_EVENT, Events.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT),
+        (Events.LIFECYCLEEXPIRATION_DELETE_EVENT, Events.LIFECYCLE_EXPIRATION_DELETE_MARKER_CREATED_EVENT),
     )
-    expired = (
-        notifications.S3NotificationEvent.LIFECYCLEEXPIRATION_DELETE_EVENT,
-        notifications.S3NotificationEvent.LIFECYCLE_EXPIRATION_DELETE_MARKER_CREATED_EVENT,
-    )
-    local = threading.local()
+
+
+def _s3_event_fields() -> None:
+    """Every S3 event with the key as S3 writes it, the version id, and an increasing sequencer; a removal's
+    without size and ETag."""
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+    removed, expired = _removed_and_expired()
 
     def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-        event: dict[str, Any] = original_event(event_name, bucket, key, notification_id)
+        event: dict[str, Any] = original(event_name, bucket, key, notification_id)
         obj = event["Records"][0]["s3"]["object"]
         obj["key"] = notification_form(key.name)
         version = getattr(key, "version_id", None)
@@ -93,6 +110,18 @@ def install() -> None:
             obj.pop("size", None)
             obj.pop("eTag", None)
         return event
+
+    notifications._get_s3_event = get_s3_event
+
+
+def _s3_removal_events() -> None:
+    """DeleteObject's events as S3 sends them (moto's own are dropped): a delete marker's, or a deletion's."""
+    from moto.s3 import models, notifications
+
+    original_send = notifications.send_event
+    original_delete = models.S3Backend.delete_object
+    removed, _ = _removed_and_expired()
+    local = threading.local()
 
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
         if event_name in removed and not getattr(local, "ours", False):
@@ -106,25 +135,41 @@ def install() -> None:
         existed = key_name in bucket.keys
         ok, meta = original_delete(self, bucket_name, key_name, version_id, bypass)
         if ok and existed:
-            if bucket.is_versioned and version_id is None:
-                name = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
-            else:
-                name = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT
+            marker = bucket.is_versioned and version_id is None
             key = SimpleNamespace(name=key_name, etag="", size=0, version_id=meta.get("version-id"))
             local.ours = True
             try:
-                notifications.send_event(self.account_id, name, bucket, key)
+                notifications.send_event(self.account_id, removed[1] if marker else removed[0], bucket, key)
             finally:
                 local.ours = False
         return ok, meta
 
+    notifications.send_event = send_event
+    models.S3Backend.delete_object = delete_object  # type: ignore[method-assign]
+
+
+def _s3_key_filters() -> None:
+    """Notification filters matched against the key in the URL-encoded form S3 matches them against."""
+    from moto.s3 import models
+
+    original = models.Notification._key_matches
+
     def key_matches(self: Any, key_name: str) -> bool:
-        return bool(original_key_matches(self, notification_form(key_name)))
+        return bool(original(self, notification_form(key_name)))
+
+    models.Notification._key_matches = key_matches  # type: ignore[method-assign]
+
+
+def _s3_lifecycle_expiration() -> None:
+    """`expire`: what an expiration rule does to a key's current version, with S3's events for it."""
+    global _expire
+    from moto.s3 import models, notifications
+
+    original_delete = models.S3Backend.delete_object  # moto's own, before _s3_removal_events patches it
+    _, expired = _removed_and_expired()
 
     def expire_key(account_id: str, bucket_name: str, key_name: str) -> None:
-        from moto.s3.models import s3_backends
-
-        backend = s3_backends[account_id]["aws"]
+        backend = models.s3_backends[account_id]["aws"]
         bucket = backend.get_bucket(bucket_name)
         if key_name not in bucket.keys:
             raise KeyError(f"s3://{bucket_name}/{key_name} has no current version to expire")
@@ -135,22 +180,14 @@ def install() -> None:
 
     _expire = expire_key
 
-    _serialise_dynamodb()
-    _eventbridge_events(notifications)
-    _refuse_overlapping_notifications(models)
 
-    models.Notification._key_matches = key_matches  # type: ignore[method-assign]
-    notifications._get_s3_event = get_s3_event
-    notifications.send_event = send_event
-    models.S3Backend.delete_object = delete_object  # type: ignore[method-assign]
-
-
-_expire: Any = None
+_expire: Callable[[str, str, str], None] | None = None  # set by install()
 
 
 def expire(account_id: str, bucket: str, key: str) -> None:
     """An S3 Lifecycle expiration of the key's current version, with S3's events for it (see the module's doc)."""
     install()
+    assert _expire is not None
     _expire(account_id, bucket, key)
 
 
@@ -180,9 +217,11 @@ EVENTBRIDGE_REASONS = {
 }
 
 
-def _eventbridge_events(notifications: Any) -> None:
+def _eventbridge_events() -> None:
     import time
     import uuid
+
+    from moto.s3 import notifications
 
     original = notifications._send_event_bridge_message
     events = notifications.S3NotificationEvent
@@ -243,7 +282,8 @@ def _eventbridge_events(notifications: Any) -> None:
     notifications._send_event_bridge_message = send
 
 
-def _refuse_overlapping_notifications(models: Any) -> None:
+def _refuse_overlapping_notifications() -> None:
+    from moto.s3 import models
     from moto.s3.exceptions import InvalidArgumentError
 
     from facepipe.common.notifications import OVERLAP_MESSAGE, Subscription, first_overlap

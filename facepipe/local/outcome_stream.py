@@ -10,11 +10,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moto.events.models import EventPattern
 
 from detect_faces.outcome_events import STREAM_FILTER, publish
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger("facepipe.outcome_events")
 POLL_SECONDS = 0.1
@@ -32,7 +35,16 @@ class LocalOutcomeEvents:
     """A thread that reads the table's stream from its start, as the stack's mapping does (TRIM_HORIZON), keeps the
     records the mapping's filter keeps, and publishes each new outcome with the events function's own code."""
 
-    def __init__(self, dynamodb: Any, streams: Any, events: Any, table: str, bus: str = "default") -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        streams: Any,  # a DynamoDB Streams client: mypy-boto3-dynamodbstreams is not in requirements-dev.txt
+        # Any: detect_faces.outcome_events.publish takes its own Publisher protocol, which the stubs' EventBridgeClient
+        # (put_events over TypedDict entries) does not satisfy; the function's own client is untyped the same way
+        events: Any,
+        table: str,
+        bus: str = "default",
+    ) -> None:
         self.streams = streams
         self.events = events
         self.bus = bus

@@ -20,20 +20,26 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, Delivery, EnvVar
 from detect_faces.settings import Settings
 from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern, notification_form
+from facepipe.common.clients import ClientFor
 
 from . import aws, moto_patches
 from .attach import BucketAttachment
-from .aws import ACCOUNT, FAKE_CREDENTIALS, LOCAL_FUNCTION, local_client
+from .aws import ACCOUNT, FAKE_CREDENTIALS, LOCAL_FUNCTION, local_clients
 from .centerface import CenterFaceDetector, FixedDetector
 from .emulator import DetectFacesEmulator, RekognitionError
 from .outcome_stream import LocalOutcomeEvents
-from .runtime import LocalLambdaRuntime
+from .runtime import Handler, LocalLambdaRuntime, OnResult, RuntimeSettings
 from .state import LocalState
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import NotificationConfigurationTypeDef
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("facepipe.local")
 
@@ -68,8 +74,8 @@ class LocalPipeline:
         port: int = 0,
         detector: CenterFaceDetector | FixedDetector | None = None,
         fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
-        handler: Callable[[dict[str, Any], Any], Any] | None = None,
-        on_result: Callable[[dict[str, Any], Any, BaseException | None], None] | None = None,
+        handler: Handler | None = None,
+        on_result: OnResult | None = None,
     ) -> None:
         self.settings = settings or LocalSettings()
         self.port = port
@@ -93,9 +99,11 @@ class LocalPipeline:
         self.outcome_events: LocalOutcomeEvents | None = None
 
     # ---- clients ---------------------------------------------------------------------------------
-    def client(self, service: str) -> Any:
+    @property
+    def client(self) -> ClientFor:
+        """Clients for this stack's endpoints, as they are now: `pipeline.client("s3")`."""
         endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
-        return local_client(service, self.settings.region, endpoints, self.endpoint)
+        return local_clients(self.settings.region, endpoints, self.endpoint)
 
     def state(self) -> LocalState:
         """Where this stack is, for the operator commands (`--local`)."""
@@ -184,11 +192,13 @@ class LocalPipeline:
             self.client("sqs"),
             self.dlq_url,
             function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{LOCAL_FUNCTION}",
-            concurrency=self.settings.concurrency,
-            retry_attempts=self.settings.retry_attempts,
-            delay_scale=self.settings.delay_scale,
-            max_event_age=self.settings.max_event_age,
-            timeout=self.settings.timeout,
+            settings=RuntimeSettings(
+                concurrency=self.settings.concurrency,
+                retry_attempts=self.settings.retry_attempts,
+                delay_scale=self.settings.delay_scale,
+                max_event_age=self.settings.max_event_age,
+                timeout=self.settings.timeout,
+            ),
             on_result=self._on_result,
         )
         self.runtime.poll(self.notifications_url)
@@ -199,7 +209,7 @@ class LocalPipeline:
             ).start()
         return self
 
-    def _subscribe(self, s3: Any, sqs: Any) -> None:
+    def _subscribe(self, s3: S3Client, sqs: SQSClient) -> None:
         """Subscribe the function's queue as the stack subscribes the function: the bucket's notifications, or
         EventBridge and a rule on the default bus; the runtime reads the queue as Lambda's async queue."""
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.notifications_url, AttributeNames=["QueueArn"])[
@@ -224,7 +234,10 @@ class LocalPipeline:
         if not self.settings.existing_bucket:
             # The bucket is the stack's own: CDK's handler manages its configuration whole (Managed: true) and
             # just puts it, which needs no handler code (reading it from aws-cdk-lib costs a second at start-up)
-            s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration=configuration)
+            # (a dict, not the stubs' TypedDict: CDK's handler takes the same configuration below, as JSON)
+            s3.put_bucket_notification_configuration(
+                Bucket=self.bucket, NotificationConfiguration=cast("NotificationConfigurationTypeDef", configuration)
+            )
             return
         self.attachment = BucketAttachment(
             s3, bucket=self.bucket, configuration=configuration, stack_id=aws.LOCAL_STACK_ID
@@ -237,7 +250,7 @@ class LocalPipeline:
             self.attachment.detach()
             self.attachment = None
 
-    def _deployed_handler(self) -> Callable[[dict[str, Any], Any], Any]:
+    def _deployed_handler(self) -> Handler:
         from aws_lambda_powertools.metrics.provider import cold_start
 
         from detect_faces import handler

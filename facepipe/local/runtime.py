@@ -29,13 +29,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detect_faces.dead_letters import failure_record
 
 from .loopback import LoopbackServer
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
 log = logging.getLogger("facepipe.runtime")
+
+# The function, as Lambda calls it: (event, context) -> its result; and what the runtime tells of each invocation.
+Handler = Callable[[dict[str, Any], Any], Any]
+OnResult = Callable[[dict[str, Any], Any, BaseException | None], None]
 
 LAMBDA_RETRY_DELAYS = (60.0, 120.0)
 # How much of an unreadable notification is logged, and kept as the requestPayload of its failure record.
@@ -71,6 +79,17 @@ class RuntimeStats:
     set_aside: int = 0  # notifications that were not JSON: sent to the DLQ, never invoked
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The function's asynchronous invocation as the stack configures it, scaled for a laptop."""
+
+    concurrency: int = 4  # reserved concurrency
+    retry_attempts: int = 2  # Lambda's async retries
+    delay_scale: float = 0.01  # Lambda's ~1 min / ~2 min retry delays, scaled
+    max_event_age: float = 6 * 3600  # seconds
+    timeout: float = 60.0  # the function's timeout, as its context tells it
+
+
 @dataclass
 class _Invocation:
     event: dict[str, Any]
@@ -82,32 +101,24 @@ class _Invocation:
 class LocalLambdaRuntime:
     def __init__(
         self,
-        handler: Callable[[dict[str, Any], Any], Any],
-        sqs: Any,
+        handler: Handler,
+        sqs: SQSClient,
         dlq_url: str,
         *,
         function_arn: str,
-        concurrency: int = 4,
-        retry_attempts: int = 2,
-        delay_scale: float = 0.01,
-        max_event_age: float = 6 * 3600,
-        timeout: float = 60.0,
+        settings: RuntimeSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_result: Callable[[dict[str, Any], Any, BaseException | None], None] | None = None,
+        on_result: OnResult | None = None,
     ) -> None:
         self.handler = handler
         self.sqs = sqs
         self.dlq_url = dlq_url
         self.function_arn = function_arn
-        self.concurrency = concurrency
-        self.retry_attempts = retry_attempts
-        self.delay_scale = delay_scale
-        self.max_event_age = max_event_age
-        self.timeout = timeout
+        self.settings = settings = settings or RuntimeSettings()
         self.clock = clock
         self.on_result = on_result
         self.stats = RuntimeStats()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lambda")
+        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="lambda")
         self._lock = threading.Lock()
         self._pending = 0
         self._running = 0
@@ -169,7 +180,7 @@ class LocalLambdaRuntime:
                 )  # fmt: skip
         return True
 
-    def _take(self, queue_url: str, message: dict[str, Any]) -> None:
+    def _take(self, queue_url: str, message: MessageTypeDef) -> None:
         """One notification: invoked if it is JSON, set aside if not; taken off the queue once either is done."""
         body = message["Body"]
         try:
@@ -181,7 +192,7 @@ class LocalLambdaRuntime:
             self.invoke_async(event)
         self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def _set_aside(self, message: dict[str, Any], error: Exception) -> bool:
+    def _set_aside(self, message: MessageTypeDef, error: Exception) -> bool:
         """A notification that is not JSON: Lambda's Invoke API refuses such a payload (InvalidRequestContent),
         so it is never an invocation. It goes to the DLQ as a failure record of the usual shape (errorType
         InvalidEventError, requestPayload the text itself, cut at PAYLOAD_EXCERPT), where `failures` lists it
@@ -225,7 +236,7 @@ class LocalLambdaRuntime:
 
     # ---- running -------------------------------------------------------------------------------
     def _run(self, inv: _Invocation) -> None:
-        if self.clock() - inv.accepted_at > self.max_event_age:
+        if self.clock() - inv.accepted_at > self.settings.max_event_age:
             self._dead_letter(inv, "EventAgeExceeded", None)
             return
         with self._lock:
@@ -252,10 +263,10 @@ class LocalLambdaRuntime:
         with self._lock:
             self.stats.errors += 1
             self.stats.error_types[name] = self.stats.error_types.get(name, 0) + 1
-        if inv.attempt > self.retry_attempts:
+        if inv.attempt > self.settings.retry_attempts:
             self._dead_letter(inv, "RetriesExhausted", error)
             return
-        delay = LAMBDA_RETRY_DELAYS[min(inv.attempt - 1, len(LAMBDA_RETRY_DELAYS) - 1)] * self.delay_scale
+        delay = LAMBDA_RETRY_DELAYS[min(inv.attempt - 1, len(LAMBDA_RETRY_DELAYS) - 1)] * self.settings.delay_scale
         log.info("invocation %s failed (%s); retry %d in %.2fs", inv.request_id, name, inv.attempt, delay)
         with self._lock:
             self.stats.retries += 1
@@ -308,66 +319,15 @@ class LocalLambdaRuntime:
     # ---- Lambda's Invoke API, so boto3's lambda client (redrive, backfill) works against the local runtime ----
     def serve_invoke_api(self, function_name: str, host: str = "127.0.0.1", port: int = 0) -> str:
         """POST /2015-03-31/functions/{name}/invocations, InvocationType Event (202) or RequestResponse."""
-        runtime = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _error(self, status: int, code: str, message: str) -> None:
-                body = json.dumps({"Type": "User", "message": message}).encode()
-                self._reply(status, body, {"x-amzn-ErrorType": code})
-
-            def do_POST(self) -> None:
-                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-                match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", path)
-                if not match:
-                    self._error(404, "UnknownOperationException", f"{path} is not emulated")
-                    return
-                name = match.group(1).rsplit(":", 1)[-1] if match.group(1).startswith("arn:") else match.group(1)
-                if name != function_name:
-                    self._error(404, "ResourceNotFoundException", f"Function not found: {match.group(1)}")
-                    return
-                try:
-                    event = json.loads(payload or b"{}")
-                except json.JSONDecodeError:
-                    self._error(400, "InvalidRequestContentException", "Could not parse request body into json")
-                    return
-                kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-                if kind == "DryRun":
-                    self._reply(204)
-                elif kind == "Event":
-                    runtime.invoke_async(event)
-                    self._reply(202)
-                else:
-                    result, error = runtime.invoke_sync(event)
-                    if error is None:
-                        self._reply(
-                            200, json.dumps(result, default=str).encode(), {"X-Amz-Executed-Version": "$LATEST"}
-                        )
-                    else:
-                        body = json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
-                        self._reply(200, body, {"X-Amz-Function-Error": "Unhandled"})
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("%s " + format, self.address_string(), *args)
-
-        self._api = LoopbackServer(Handler, "lambda-invoke-api", host, port)
+        handler = type("InvokeApi", (_InvokeApi,), {"runtime": self, "function_name": function_name})
+        self._api = LoopbackServer(handler, "lambda-invoke-api", host, port)
         return self._api.url
 
     def _context(self, request_id: str) -> LocalContext:
         return LocalContext(
-            aws_request_id=request_id, invoked_function_arn=self.function_arn, deadline=time.monotonic() + self.timeout
+            aws_request_id=request_id,
+            invoked_function_arn=self.function_arn,
+            deadline=time.monotonic() + self.settings.timeout,
         )
 
     def invoke_sync(self, event: dict[str, Any]) -> tuple[Any, BaseException | None]:
@@ -385,3 +345,65 @@ class LocalLambdaRuntime:
         if self._poller is not None:
             self._poller.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _InvokeApi(BaseHTTPRequestHandler):
+    """Lambda's Invoke API for one function of one runtime (serve_invoke_api sets both)."""
+
+    protocol_version = "HTTP/1.1"
+    runtime: LocalLambdaRuntime
+    function_name: str
+
+    def do_POST(self) -> None:
+        payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        refused = self._refusal(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
+        if refused is not None:
+            self._error(*refused)
+            return
+        try:
+            event = json.loads(payload or b"{}")
+        except json.JSONDecodeError:
+            self._error(400, "InvalidRequestContentException", "Could not parse request body into json")
+            return
+        self._invoke(event, self.headers.get("X-Amz-Invocation-Type", "RequestResponse"))
+
+    def _refusal(self, path: str) -> tuple[int, str, str] | None:
+        """Why Lambda would refuse a request on this path (status, error type, message), or None."""
+        match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", path)
+        if not match:
+            return 404, "UnknownOperationException", f"{path} is not emulated"
+        named = match.group(1)
+        if (named.rsplit(":", 1)[-1] if named.startswith("arn:") else named) != self.function_name:
+            return 404, "ResourceNotFoundException", f"Function not found: {named}"
+        return None
+
+    def _invoke(self, event: Any, kind: str) -> None:
+        if kind == "DryRun":
+            self._reply(204)
+        elif kind == "Event":
+            self.runtime.invoke_async(event)
+            self._reply(202)
+        else:
+            result, error = self.runtime.invoke_sync(event)
+            if error is None:
+                self._reply(200, json.dumps(result, default=str).encode(), {"X-Amz-Executed-Version": "$LATEST"})
+            else:
+                body = json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+                self._reply(200, body, {"X-Amz-Function-Error": "Unhandled"})
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"Type": "User", "message": message}).encode()
+        self._reply(status, body, {"x-amzn-ErrorType": code})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)

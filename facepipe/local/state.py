@@ -7,12 +7,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from facepipe.common.clients import ClientFor
 from facepipe.ops.errors import OpsError
 from facepipe.ops.targets import Target, TargetKind
 
-from .aws import local_client
+from .aws import local_clients
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,11 @@ class LocalState:
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (empty in states written before them)
     reports_bucket: str = ""  # Batch Operations reports of `backfill --engine batch-operations --local`
 
-    def client(self, service: str) -> Any:
+    @property
+    def client(self) -> ClientFor:
+        """Clients for this stack's endpoints: `state.client("s3")`."""
         endpoints = {"rekognition": self.rekognition_endpoint, "lambda": self.lambda_endpoint}
-        return local_client(service, self.region, endpoints, self.endpoint)
+        return local_clients(self.region, endpoints, self.endpoint)
 
     def target(self) -> Target:
         """Where the operator commands act on this stack: through its endpoints, as on a deployed one."""

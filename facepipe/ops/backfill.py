@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from botocore.exceptions import ClientError
@@ -20,6 +20,14 @@ from .errors import OpsError
 from .pacing import RateLimiter
 from .targets import Target
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectVersionTypeDef
+
+
+# Lambda's status for an asynchronous (InvocationType Event) invocation it accepted.
+ACCEPTED = 202
+
 
 @dataclass
 class BackfillReport:
@@ -29,7 +37,7 @@ class BackfillReport:
     planned: list[str] = field(default_factory=list)
 
 
-def existing_objects(s3: Any, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict[str, Any]]:
+def existing_objects(s3: S3Client, bucket: str, prefix: str, start_after: str = "") -> Iterator[ObjectVersionTypeDef]:
     """Current versions only (list_object_versions works for unversioned buckets too: VersionId 'null')."""
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -38,7 +46,7 @@ def existing_objects(s3: Any, bucket: str, prefix: str, start_after: str = "") -
                 yield version
 
 
-def has_result_for(summary: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
+def has_result_for(summary: dict[str, Any] | None, obj: ObjectVersionTypeDef) -> bool:
     """The stored summary is a result (DETECTED or REJECTED) for this very object version: by version id in
     a versioned bucket, by ETag in an unversioned one. A tombstone, a failure, or another version's result
     is not, and the object is backfilled."""
@@ -50,7 +58,7 @@ def has_result_for(summary: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
     return bool(summary.get("etag")) and summary.get("etag") == str(obj.get("ETag", "")).strip('"')
 
 
-def backfill_event(bucket: str, obj: dict[str, Any], region: str) -> dict[str, Any]:
+def backfill_event(bucket: str, obj: ObjectVersionTypeDef, region: str) -> dict[str, Any]:
     """An S3 ObjectCreated record for an object that was there before the stack. Its sequencer is 0, the
     lowest there is, so a real event for the same key always wins and a stored result is never replaced."""
     record_object: dict[str, Any] = {
@@ -106,7 +114,7 @@ def backfill(
                 InvocationType="Event",
                 Payload=json.dumps(backfill_event(bucket, obj, region)).encode(),
             )
-            if response.get("StatusCode") != 202:
+            if response.get("StatusCode") != ACCEPTED:
                 raise OpsError(f"invoke for {obj['Key']} not accepted (status {response.get('StatusCode')})")
             report.invoked += 1
     except ClientError as exc:

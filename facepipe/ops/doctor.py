@@ -21,9 +21,10 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,12 +43,31 @@ from detect_faces.contract import (
 )
 from detect_faces.subscriptions import NOTIFICATION_EVENTS, notification_form, split_locations
 from facepipe.common import notifications as s3_notifications
+from facepipe.common.clients import ClientFor
+from infra.settings import (
+    DEFAULT_STACK_NAME,
+    PREFIX,
+    PROJECT_CONFIG,
+    PROJECT_CONTEXT,
+    USER_DEFAULTS,
+    ContextError,
+    FacepipeSettings,
+    parse_flags,
+    read_settings,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ServerSideEncryptionRuleOutputTypeDef
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 MIN_BOOTSTRAP_VERSION = 21  # what aws-cdk-lib 2.2xx templates require
 MIN_UNRESERVED = 10  # Lambda refuses a reservation that leaves less unreserved concurrency
-EXPECTED_DURATION_SECONDS = 0.4  # the tuning rule: reserved concurrency = ceil(quota x D) (docs/OPERATIONS.md)
+# The tuning rule: reserved concurrency = ceil(quota x D) (docs/OPERATIONS.md), D as the stack assumes it.
+EXPECTED_DURATION_SECONDS = FacepipeSettings.expected_duration_seconds
+# A reservation past this many times the rule's only adds throttled retries.
+OVER_RESERVED = 2
 # The error codes AWS answers a call these credentials may not make with (S3, most JSON APIs, SNS, EC2-style).
 DENIED = frozenset({"AccessDenied", "AccessDeniedException", "AuthorizationError", "UnauthorizedOperation"})
 # GetBucketLocation: "Buckets in Region us-east-1 have a LocationConstraint of null. Buckets with a
@@ -69,9 +89,17 @@ class Check:
         return asdict(self)
 
 
+class _Verdict(Exception):  # not an error: a check's line, found before the check's end
+    """Raised by a step of a check that has decided the check's line; the check returns it."""
+
+    def __init__(self, check: Check) -> None:
+        super().__init__(check.detail)
+        self.check = check
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What the stack will set, as `make deploy` would (CDK context)."""
+    """What the stack will set, as `make deploy` would (CDK context): `Plan.from_settings(read_settings(...))`."""
 
     reserved_concurrency: int | None = None
     retry_attempts: int = ASYNC_RETRY_ATTEMPTS
@@ -80,7 +108,22 @@ class Plan:
     key_prefixes: tuple[str, ...] = ()
     notifications: Delivery = Delivery.S3
     kms_key_arns: tuple[str, ...] = ()
-    stack_name: str = "Facepipe"  # whose entries in a bucket's notification configuration are facepipe's own
+    stack_name: str = DEFAULT_STACK_NAME  # whose entries in a bucket's notification configuration are facepipe's own
+
+    @classmethod
+    def from_settings(cls, settings: FacepipeSettings) -> Plan:
+        """What the stack sets with these settings: the reservation is the one it makes (explicit, or from the
+        DetectFaces quota by the tuning rule)."""
+        return cls(
+            reserved_concurrency=settings.function_concurrency,
+            retry_attempts=settings.retry_attempts,
+            max_event_age_seconds=settings.max_event_age_seconds,
+            existing_buckets=settings.existing_buckets,
+            key_prefixes=settings.key_prefixes,
+            notifications=settings.notifications,
+            kms_key_arns=settings.kms_key_arns,
+            stack_name=settings.stack_name,
+        )
 
     def wanted(self, function: str = "detect_faces") -> list[s3_notifications.Subscription]:
         """The entries the stack adds to each bucket (S3 delivery), their prefix in the URL-encoded form S3 keeps
@@ -92,8 +135,51 @@ class Plan:
         ]
 
 
+# ---- what the next deploy will set ----------------------------------------------------------------------------
+def settings(
+    project_dir: Path, flags: Sequence[str] = (), *, user_defaults: Path | None = USER_DEFAULTS
+) -> tuple[Check, Plan | None]:
+    """The `settings` line and the Plan the other checks judge: the `facepipe:` settings `cdk deploy -c FLAG ...`
+    run from `project_dir` would use (its cdk.json, cdk.context.json, ~/.cdk.json; `flags` over them, a later flag
+    for the same key winning). A setting the stack would refuse is one fail line naming it, and no Plan."""
+    try:
+        found = read_settings(project_dir, flags, user_defaults=user_defaults)
+    except ContextError as exc:
+        return Check(
+            "settings", FAIL, _one_line(str(exc)),
+            "fix it where it is set (cdk.json, cdk.context.json, ~/.cdk.json, or a -c flag; docs/CONFIGURATION.md),"
+            " then run doctor again: make deploy would stop on it",
+        ), None  # fmt: skip
+    plan = Plan.from_settings(found)
+    read = [name for name in (PROJECT_CONFIG, PROJECT_CONTEXT) if (project_dir / name).is_file()]
+    if user_defaults is not None and user_defaults.expanduser().is_file():
+        read.append(str(user_defaults))
+    given = sorted({key.removeprefix(PREFIX) for key in parse_flags(flags) if key.startswith(PREFIX)})
+    sources = ", ".join([*read, *([f"-c {', '.join(given)}"] if given else [])]) or "no file or flag (the defaults)"
+    detail = f"{_describe(plan)}; read from {sources}"
+    if PROJECT_CONFIG not in read:
+        return Check(
+            "settings", WARN, detail,
+            f"no {PROJECT_CONFIG} in {project_dir.resolve()}: run doctor from the project's directory (make doctor),"
+            " or name it with --project-dir, to check what its context sets",
+        ), plan  # fmt: skip
+    return Check("settings", OK, detail), plan
+
+
+def _describe(plan: Plan) -> str:
+    """The settings the checks depend on, in a few words."""
+    reserves = "no reservation" if plan.reserved_concurrency is None else f"reserves {plan.reserved_concurrency}"
+    watched = (
+        ", ".join(f"s3://{b}/{p}" for b in plan.existing_buckets for p in (plan.key_prefixes or ("",)))
+        if plan.existing_buckets
+        else "its own bucket"
+    )
+    return f"stack {plan.stack_name}: {reserves}; watches {watched} through {plan.notifications.value}"
+
+
+# ---- the checks ---------------------------------------------------------------------------------------------------
 def run(
-    client_for: Callable[[str], Any],
+    client_for: ClientFor,
     region: str | None,
     plan: Plan,
     stack: str | None = None,
@@ -179,7 +265,7 @@ def bucket_region(constraint: str | None) -> str:
     return LEGACY_LOCATIONS.get(constraint, constraint) if constraint else "us-east-1"
 
 
-def credentials(client_for: Callable[[str], Any], region: str | None) -> Check:
+def credentials(client_for: ClientFor, region: str | None) -> Check:
     try:
         identity = client_for("sts").get_caller_identity()
     except (ClientError, BotoCoreError) as exc:
@@ -203,7 +289,7 @@ def rekognition_region(region: str | None) -> Check:
     )
 
 
-def bootstrap(client_for: Callable[[str], Any]) -> Check:
+def bootstrap(client_for: ClientFor) -> Check:
     try:
         value = str(client_for("ssm").get_parameter(Name=BOOTSTRAP_PARAMETER)["Parameter"]["Value"]).strip()
     except ClientError as exc:
@@ -224,7 +310,7 @@ def bootstrap(client_for: Callable[[str], Any]) -> Check:
     return Check("bootstrap", OK, f"CDK bootstrap version {value}")
 
 
-def concurrency(client_for: Callable[[str], Any], plan: Plan) -> Check:
+def concurrency(client_for: ClientFor, plan: Plan) -> Check:
     try:
         limits = client_for("lambda").get_account_settings()["AccountLimit"]
     except (ClientError, BotoCoreError) as exc:
@@ -245,7 +331,7 @@ def concurrency(client_for: Callable[[str], Any], plan: Plan) -> Check:
     return Check("concurrency", OK, f"{detail}; reserving {plan.reserved_concurrency} leaves {left}")
 
 
-def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
+def detect_faces_quota(client_for: ClientFor, plan: Plan) -> Check:
     try:
         paginator = client_for("service-quotas").get_paginator("list_service_quotas")
         quotas = [q for page in paginator.paginate(ServiceCode="rekognition") for q in page.get("Quotas", [])]
@@ -262,7 +348,7 @@ def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
             "detectfaces-quota", WARN, f"{detail}; the stack reserves none",
             f"once the account has headroom: make deploy CDK_ARGS='-c facepipe:reservedConcurrency={rule}'",
         )  # fmt: skip
-    if plan.reserved_concurrency > 2 * rule:
+    if plan.reserved_concurrency > OVER_RESERVED * rule:
         return Check(
             "detectfaces-quota", WARN, f"{detail}; the stack reserves {plan.reserved_concurrency}",
             "more concurrency than the quota serves only adds throttled retries (docs/OPERATIONS.md)",
@@ -270,54 +356,79 @@ def detect_faces_quota(client_for: Callable[[str], Any], plan: Plan) -> Check:
     return Check("detectfaces-quota", OK, f"{detail}; the stack reserves {plan.reserved_concurrency}")
 
 
-def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: Plan, bucket: str) -> Check:
-    """What would make `cdk deploy` fail on, or the function fail after attaching to, a bucket that exists."""
-    name = f"bucket {bucket}"
-    s3 = client_for("s3")
+def existing_bucket(client_for: ClientFor, region: str | None, plan: Plan, bucket: str) -> Check:
+    """What would make `cdk deploy` fail on, or the function fail after attaching to, a bucket that exists: its
+    region, whether the function may decrypt its objects, and other consumers' notification entries."""
+    name, s3 = f"bucket {bucket}", client_for("s3")
+    try:
+        location = _bucket_location(s3, name, bucket, region)
+        notes = [_versioning(s3, name, bucket), *_encryption(s3, name, bucket, plan)]
+        return _beside_other_consumers(s3, name, bucket, plan, where=f"s3://{bucket} in {location}", notes=notes)
+    except _Verdict as verdict:
+        return verdict.check
+
+
+def _bucket_location(s3: S3Client, name: str, bucket: str, region: str | None) -> str:
+    """The bucket's region, which must be the stack's: Rekognition reads S3 objects only in its own region."""
     try:
         location = bucket_region(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint"))
     except ClientError as exc:
-        return Check(
-            name, FAIL, f"s3://{bucket}: {_error(exc)}", "check the name and that these credentials can see it"
-        )
+        raise _Verdict(
+            Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "check the name and that these credentials can see it")
+        ) from None
     if region and location != region:
-        return Check(
+        raise _Verdict(Check(
             name, FAIL, f"s3://{bucket} is in {location}, the stack in {region}",
             f"deploy in {location}: Rekognition reads S3 objects only in its own region",
-        )  # fmt: skip
-    notes = []
+        ))  # fmt: skip
+    return location
+
+
+def _versioning(s3: S3Client, name: str, bucket: str) -> str:
     try:
-        notes.append(s3.get_bucket_versioning(Bucket=bucket).get("Status", "unversioned").lower())
+        return s3.get_bucket_versioning(Bucket=bucket).get("Status", "unversioned").lower()
     except ClientError as exc:
-        return Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "these credentials must read the bucket's settings")
+        raise _Verdict(
+            Check(name, FAIL, f"s3://{bucket}: {_error(exc)}", "these credentials must read the bucket's settings")
+        ) from None
+
+
+def _encryption(s3: S3Client, name: str, bucket: str, plan: Plan) -> list[str]:
+    """Notes on the bucket's default encryption; a fail verdict for a KMS key the function may not use."""
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError as exc:
-        rules = []
-        if _code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
-            notes.append(f"its encryption unread ({_code(exc)})")
-    for rule in rules:
-        default = rule.get("ApplyServerSideEncryptionByDefault", {})
-        if default.get("SSEAlgorithm", "").startswith("aws:kms"):
-            key = default.get("KMSMasterKeyID", "")
-            if not key or key.startswith("alias/aws/"):
-                notes.append("SSE-KMS with the AWS-managed key")
-            elif not any(key == arn or arn.endswith(f"/{key}") for arn in plan.kms_key_arns):
-                arn = key if key.startswith("arn:") and ":key/" in key else f"<the ARN of key {key}>"
-                return Check(
-                    name, FAIL, f"s3://{bucket} encrypts with KMS key {key}, which the function may not use",
-                    f"deploy with -c facepipe:kmsKeyArns='[\"{arn}\"]' (a key ARN, arn:aws:kms:REGION:ACCOUNT:key/ID,"
-                    " not an alias; its key policy must allow the account's IAM policies)",
-                )  # fmt: skip
-            else:
-                notes.append("SSE-KMS, key granted")
+        if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+            return []
+        return [f"its encryption unread ({_code(exc)})"]
+    return [note for rule in rules if (note := _kms_note(name, bucket, rule, plan))]
+
+
+def _kms_note(name: str, bucket: str, rule: ServerSideEncryptionRuleOutputTypeDef, plan: Plan) -> str | None:
+    default = rule.get("ApplyServerSideEncryptionByDefault", {})
+    if not default.get("SSEAlgorithm", "").startswith("aws:kms"):
+        return None
+    key = default.get("KMSMasterKeyID", "")
+    if not key or key.startswith("alias/aws/"):
+        return "SSE-KMS with the AWS-managed key"
+    if any(key == arn or arn.endswith(f"/{key}") for arn in plan.kms_key_arns):
+        return "SSE-KMS, key granted"
+    arn = key if key.startswith("arn:") and ":key/" in key else f"<the ARN of key {key}>"
+    raise _Verdict(Check(
+        name, FAIL, f"s3://{bucket} encrypts with KMS key {key}, which the function may not use",
+        f"deploy with -c facepipe:kmsKeyArns='[\"{arn}\"]' (a key ARN, arn:aws:kms:REGION:ACCOUNT:key/ID,"
+        " not an alias; its key policy must allow the account's IAM policies)",
+    ))  # fmt: skip
+
+
+def _beside_other_consumers(s3: S3Client, name: str, bucket: str, plan: Plan, *, where: str, notes: list[str]) -> Check:
+    """Whether S3 would refuse facepipe's notification entries next to other consumers' (S3 delivery only)."""
     try:
         existing = s3.get_bucket_notification_configuration(Bucket=bucket)
     except ClientError as exc:
         if _code(exc) in DENIED:  # the deploy reads and writes it with CDK's handler role, not with these
             return Check(
-                name, WARN,
-                f"s3://{bucket} in {location}: {', '.join(notes)}; its notification entries unread: {_error(exc)}",
+                name, WARN, f"{where}: {', '.join(notes)}; its notification entries unread: {_error(exc)}",
                 f"with {NEEDS_TO_READ_THE_NOTIFICATIONS}, doctor tells whether S3 would refuse facepipe's entries next"
                 " to other consumers' (or deploy with -c facepipe:notifications=eventbridge, which coexists with all)",
             )  # fmt: skip
@@ -325,7 +436,7 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
     others = [e for e in s3_notifications.subscriptions(existing) if not s3_notifications.ours(e, plan.stack_name)]
     if plan.notifications == Delivery.EVENTBRIDGE:
         notes.append(f"EventBridge delivery coexists with its {len(others)} other notification entries")
-        return Check(name, OK, f"s3://{bucket} in {location}: {', '.join(notes)}")
+        return Check(name, OK, f"{where}: {', '.join(notes)}")
     clashes = s3_notifications.conflicts(existing, plan.wanted(), plan.stack_name)
     if clashes:
         other, want = clashes[0]
@@ -338,10 +449,10 @@ def existing_bucket(client_for: Callable[[str], Any], region: str | None, plan: 
             "deploy with -c facepipe:notifications=eventbridge (it coexists with every other consumer)",
         )  # fmt: skip
     notes.append(f"no overlap with its {len(others)} other notification entries")
-    return Check(name, OK, f"s3://{bucket} in {location}: {', '.join(notes)}")
+    return Check(name, OK, f"{where}: {', '.join(notes)}")
 
 
-def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, dict[str, str]]:
+def stack_outputs(client_for: ClientFor, stack: str) -> tuple[Check, dict[str, str]]:
     try:
         found = client_for("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     except ClientError as exc:
@@ -354,14 +465,15 @@ def stack_outputs(client_for: Callable[[str], Any], stack: str) -> tuple[Check, 
     return Check("stack", OK, f"stack {stack} ({found['StackStatus']}) with its outputs"), outputs
 
 
-def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
+def notifications(client_for: ClientFor, outputs: dict[str, str]) -> Check:
     """Each watched bucket still delivers to the function: its notification entries, or EventBridge on."""
     function = outputs[OUTPUT_FUNCTION]
     locations = split_locations(outputs.get(OUTPUT_WATCHED, f"s3://{outputs[OUTPUT_BUCKET]}/"))
     eventbridge = outputs.get(OUTPUT_NOTIFICATIONS) == Delivery.EVENTBRIDGE
     advice = "deploy again (make deploy); another tool may have replaced the bucket's notification configuration"
     s3 = client_for("s3")
-    configs: dict[str, dict[str, Any]] = {}
+    # Mappings, not the stubs' TypedDict: it declares EventBridgeConfiguration always there, S3 leaves it out when off
+    configs: dict[str, Mapping[str, Any]] = {}
     for location in locations:
         bucket, _, prefix = location[len("s3://") :].partition("/")
         if bucket not in configs:
@@ -405,7 +517,7 @@ def notifications(client_for: Callable[[str], Any], outputs: dict[str, str]) -> 
     return Check("notifications", OK, f"{' '.join(locations)} {how}")
 
 
-def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan: Plan) -> Check:
+def async_config(client_for: ClientFor, outputs: dict[str, str], plan: Plan) -> Check:
     function = outputs[OUTPUT_FUNCTION]
     try:
         config = client_for("lambda").get_function_event_invoke_config(FunctionName=function)
@@ -433,7 +545,7 @@ def async_config(client_for: Callable[[str], Any], outputs: dict[str, str], plan
     )
 
 
-def alarms(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
+def alarms(client_for: ClientFor, outputs: dict[str, str]) -> Check:
     topic = outputs[OUTPUT_ALARM_TOPIC]
     try:
         found = [
@@ -474,7 +586,7 @@ def alarms(client_for: Callable[[str], Any], outputs: dict[str, str]) -> Check:
 
 
 def smoke(
-    client_for: Callable[[str], Any],
+    client_for: ClientFor,
     outputs: dict[str, str],
     timeout: float = 90.0,
     sleep: Callable[[float], None] = time.sleep,

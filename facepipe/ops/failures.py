@@ -11,13 +11,17 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from detect_faces.contract import REDRIVE_FLAG
 from detect_faces.model import ImageEvent, is_eventbridge_s3
 
 from .targets import Target
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger("facepipe.ops")
 
@@ -27,6 +31,8 @@ MAX_NESTING = 100
 # How much of a body that cannot be read is shown: in the summary's message, and as `raw` in `failures --json`.
 SHORT_EXCERPT = 200
 RAW_EXCERPT = 1000
+# The queue is dry after this many receives in a row return nothing (a receive may miss messages SQS holds).
+EMPTY_RECEIVES = 2
 
 NOT_JSON = "body is not JSON"
 TOO_DEEP = f"body is JSON nested deeper than {MAX_NESTING} levels"
@@ -201,7 +207,7 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Failure]]:
+def receive(sqs: SQSClient, url: str, visibility: int, limit: int) -> Iterator[list[Failure]]:
     """Batches of distinct messages, each hidden for `visibility` seconds, until `limit` or the queue is dry.
 
     A message the caller still holds when its `visibility` runs out (a slow run) is visible again and may be
@@ -212,7 +218,7 @@ def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Fa
     that keep reappearing cannot keep a run going)."""
     seen: dict[str, Failure] = {}
     empty = stale = 0
-    while len(seen) < limit and empty < 2 and stale <= 2 + len(seen) // 10:
+    while len(seen) < limit and empty < EMPTY_RECEIVES and stale <= 2 + len(seen) // 10:
         messages = sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=min(10, limit - len(seen)),
@@ -235,7 +241,7 @@ def receive(sqs: Any, url: str, visibility: int, limit: int) -> Iterator[list[Fa
             yield batch
 
 
-def _failure(message: dict[str, Any]) -> Failure:
+def _failure(message: MessageTypeDef) -> Failure:
     body, unreadable = read_body(message["Body"])
     sent = message.get("Attributes", {}).get("SentTimestamp")
     return Failure(
@@ -267,7 +273,7 @@ def list_failures(target: Target, limit: int = 1000, where: str = "") -> list[Fa
     return [f for f, x in summaries if any(x["bucket"] == b and str(x["key"]).startswith(p) for b, p in places)]
 
 
-def release(sqs: Any, url: str, failures: list[Failure]) -> int:
+def release(sqs: SQSClient, url: str, failures: list[Failure]) -> int:
     """Make the messages visible again at once; returns how many SQS did not (they reappear when their
     visibility timeout ends)."""
     refused = 0

@@ -7,16 +7,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
 from detect_faces.contract import REDRIVE_FLAG
 
+from .backfill import ACCEPTED
 from .errors import OpsError
 from .failures import Failure, receive, release
 from .pacing import RateLimiter
 from .targets import Target
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
 
 
 @dataclass
@@ -97,13 +102,16 @@ def redrive(
     return report
 
 
-def _approximate_count(sqs: Any, url: str) -> int:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+def _approximate_count(sqs: SQSClient, url: str) -> int:
+    names: list[Literal["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]] = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+    ]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names).get("Attributes", {})
-    return sum(int(attributes.get(name, 0)) for name in names)
+    return sum(int(attributes.get(name, "0")) for name in names)
 
 
-def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter, run_id: str) -> str | None:
+def _replay(target: Target, lambda_: LambdaClient, failure: Failure, limiter: RateLimiter, run_id: str) -> str | None:
     """Invoke the function with the record's payload; None once Lambda accepted it, or why Lambda refused this
     payload (PAYLOAD_REFUSALS). Any other refusal stops the run (OpsError)."""
     payload = {**failure.payload, REDRIVE_FLAG: run_id}
@@ -120,6 +128,6 @@ def _replay(target: Target, lambda_: Any, failure: Failure, limiter: RateLimiter
             f"replay of {failure.message_id} refused: {error.get('Code')}: {error.get('Message', '')};"
             " it and the rest stay in the DLQ"
         ) from None
-    if response.get("StatusCode") != 202:
+    if response.get("StatusCode") != ACCEPTED:
         raise OpsError(f"replay of {failure.message_id} not accepted (status {response.get('StatusCode')})")
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -13,6 +13,9 @@ from detect_faces.results import ImageResult
 
 from .errors import OpsError
 from .targets import Target, parse_s3_uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
 
 
 def list_results(
@@ -57,11 +60,11 @@ def show(target: Target, uri: str, out: str | None) -> tuple[str, ImageResult]:
         raise OpsError(f"no result for {uri}")
     if result.status != "DETECTED":
         raise OpsError(f"{uri} is {result.status}: {result.reason or 'no faces to draw'}")
-    params = {"Bucket": bucket, "Key": key}
+    request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
     if result.version_id:
-        params["VersionId"] = result.version_id
+        request["VersionId"] = result.version_id
     try:
-        body = target.client_for("s3").get_object(**params)["Body"].read()
+        body = target.client_for("s3").get_object(**request)["Body"].read()
     except ClientError as exc:
         raise OpsError(f"cannot read {uri}: {exc.response['Error'].get('Code')}") from None
     path = out or f"{Path(key).stem}.annotated.png"

@@ -6,9 +6,8 @@ A Target is built here for a deployed stack (`stack_target`) and by local mode f
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
@@ -25,6 +24,7 @@ from detect_faces.contract import (
 )
 from detect_faces.results import ResultsStore
 from detect_faces.subscriptions import split_locations
+from facepipe.common.clients import ClientFor
 
 from .errors import OpsError
 
@@ -43,7 +43,7 @@ class Target:
     table: str
     dlq_url: str
     function_name: str
-    client_for: Callable[[str], Any]  # a boto3 client for a service: client_for("s3")
+    client_for: ClientFor  # a boto3 client for a service: client_for("s3")
     description: str = ""  # for messages only ("stack Facepipe (eu-west-1)"); `kind` says what it is
     kind: TargetKind = TargetKind.STACK
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (none: all of `bucket`)
@@ -84,7 +84,17 @@ class Target:
         return bucket, prefix
 
 
-def stack_target(stack_name: str, session: Any = None) -> Target:
+class Session(Protocol):
+    """What `stack_target` takes: a boto3 Session, or anything with its `client` and `region_name`."""
+
+    @property
+    def region_name(self) -> str | None: ...
+
+    @property
+    def client(self) -> ClientFor: ...
+
+
+def stack_target(stack_name: str, session: Session | None = None) -> Target:
     session = session or boto3.session.Session()
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]

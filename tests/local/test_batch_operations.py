@@ -19,6 +19,7 @@ from facepipe.common import photos
 from facepipe.local import LOCAL_FUNCTION
 from facepipe.local import aws as local_aws
 from facepipe.local import batch_operations as local_job
+from facepipe.local.centerface import CenterFaceDetector
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local, start_local
 
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.e2e
 ARCHIVE = ("astronaut.jpg", "coffee.jpg", "grace_hopper.jpg", "camera.jpg")
 
 
-def test_a_backlog_is_drained_by_a_local_batch_operations_job(detector, monkeypatch, capsys) -> None:
+def test_a_backlog_is_drained_by_a_local_batch_operations_job(
+    detector: CenterFaceDetector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     throttled: list[str] = []
 
     def fault(request: dict[str, Any]) -> RekognitionError | None:

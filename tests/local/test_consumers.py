@@ -53,7 +53,7 @@ def subscribe_with_boto3(local: Local) -> str:
 
 
 def drain(local: Local, queue: str) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     while True:
         got = local.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
         if not got:

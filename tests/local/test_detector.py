@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facepipe.common import photos
-from facepipe.local.centerface import CenterFaceDetector
+from facepipe.local.centerface import CenterFaceDetector, Face
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,10 @@ def test_alternating_shapes_give_the_same_answers(detector: CenterFaceDetector) 
     assert all(net.in_shape == shape for shape, (_, net) in nets.items())
     # and the stretched copy's face is where the square original's is, in relative terms
     (sq,), (wd,) = first[0], first[2]
-    centre = lambda f, w, h: ((f.box[0] + f.box[2]) / 2 / w, (f.box[1] + f.box[3]) / 2 / h)  # noqa: E731
+
+    def centre(f: Face, w: int, h: int) -> tuple[float, float]:
+        return (f.box[0] + f.box[2]) / 2 / w, (f.box[1] + f.box[3]) / 2 / h
+
     assert np.allclose(centre(sq, 512, 512), centre(wd, 1920, 1080), atol=0.02)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
@@ -11,14 +12,18 @@ from PIL import Image
 
 from facepipe.common import photos
 from facepipe.local import LocalPipeline
+from facepipe.local.centerface import CenterFaceDetector
 from facepipe.local.emulator import DetectFacesEmulator
 from tests.helpers import start_local
+
+if TYPE_CHECKING:
+    from mypy_boto3_rekognition.type_defs import ImageTypeDef
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(detector) -> Iterator[LocalPipeline]:
+def stack(detector: CenterFaceDetector) -> Iterator[LocalPipeline]:
     pipeline = start_local(detector)
     s3 = pipeline.client("s3")
     s3.put_object(Bucket=pipeline.bucket, Key="a.jpg", Body=photos.photo("astronaut.jpg"))
@@ -33,7 +38,7 @@ def stack(detector) -> Iterator[LocalPipeline]:
         pipeline.stop()
 
 
-def code_of(call) -> str:
+def code_of(call: Callable[[], object]) -> str:
     with pytest.raises(ClientError) as raised:
         call()
     return str(raised.value.response["Error"]["Code"])
@@ -67,7 +72,7 @@ def test_bytes_request_and_all_attributes_never_invent_anything(stack: LocalPipe
 def test_rekognition_errors(stack: LocalPipeline) -> None:
     rekognition = stack.client("rekognition")
 
-    def s3(name: str):
+    def s3(name: str) -> Callable[[], object]:
         return lambda: rekognition.detect_faces(Image={"S3Object": {"Bucket": stack.bucket, "Name": name}})
 
     assert code_of(s3("missing.jpg")) == "InvalidS3ObjectException"
@@ -86,6 +91,7 @@ def test_rekognition_errors(stack: LocalPipeline) -> None:
 
 
 def test_throttling_above_the_configured_tps(stack: LocalPipeline) -> None:
+    assert stack.emulator is not None
     emulator = DetectFacesEmulator(stack.client("s3"), detector=stack.emulator.detector, tps=1.0)
     endpoint = emulator.start()
     try:
@@ -96,9 +102,9 @@ def test_throttling_above_the_configured_tps(stack: LocalPipeline) -> None:
             "rekognition", endpoint_url=endpoint, region_name="us-east-1",
             config=Config(retries={"total_max_attempts": 1}),
         )  # fmt: skip
-        request = {"Image": {"S3Object": {"Bucket": stack.bucket, "Name": "a.jpg"}}}
-        rekognition.detect_faces(**request)
-        assert code_of(lambda: rekognition.detect_faces(**request)) == "ThrottlingException"
+        image: ImageTypeDef = {"S3Object": {"Bucket": stack.bucket, "Name": "a.jpg"}}
+        rekognition.detect_faces(Image=image)
+        assert code_of(lambda: rekognition.detect_faces(Image=image)) == "ThrottlingException"
         assert (emulator.stats.throttled, emulator.stats.throttled_keys) == (1, {"a.jpg": 1})  # who was throttled
     finally:
         emulator.stop()

@@ -58,7 +58,7 @@ def test_eventbridge_delivery_reaches_every_outcome_as_notifications_do(
         local.upload("notes.txt", b"not an image")
         local.settle()
         assert local.result("team/astronaut.jpg").status == "DETECTED"
-        assert local.result("team/astronaut.jpg").face_count >= 1
+        assert (local.result("team/astronaut.jpg").face_count or 0) >= 1
         assert local.result("notes.txt").status == "REJECTED"
         local.delete("team/astronaut.jpg")  # versioned bucket: a delete marker
         local.settle()
@@ -179,7 +179,7 @@ def test_a_prefix_with_special_characters_is_attached_encoded_and_its_uploads_re
         local.s3.put_object(Bucket="their-photos", Key="fotos/grosse/astronaut.jpg", Body=FACE)  # another prefix
         local.settle()
         result = local.result("fotos/größe/astronaut.jpg")
-        assert result.status == "DETECTED" and result.face_count >= 1
+        assert result.status == "DETECTED" and (result.face_count or 0) >= 1
         assert local.store.get("their-photos", "fotos/grosse/astronaut.jpg") is None
         keys = [r["s3"]["object"]["key"] for e in invocations for r in e.get("Records", [])]
         assert keys == ["fotos/gr%C3%B6%C3%9Fe/astronaut.jpg"]  # as S3 writes it: "/" as it is, the rest encoded

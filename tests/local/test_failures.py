@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from facepipe.common import photos
+from facepipe.local.centerface import CenterFaceDetector
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local, start_local
 
@@ -28,9 +29,10 @@ def test_images_the_service_cannot_read_are_rejected_with_its_reason(local: Loca
     local.upload("text.png", b"hello, not a PNG")
     local.settle()
     calls = local.detect_calls
-    assert local.result("corrupt.jpg").reason.startswith("InvalidImageFormatException: Request has invalid image")
-    assert local.result("small.jpg").reason.startswith("InvalidParameterException: Request has invalid parameters")
-    assert local.result("text.png").reason.startswith("InvalidImageFormatException: not a JPEG or PNG")
+    reasons = {k: local.result(k).reason or "" for k in ("corrupt.jpg", "small.jpg", "text.png")}
+    assert reasons["corrupt.jpg"].startswith("InvalidImageFormatException: Request has invalid image")
+    assert reasons["small.jpg"].startswith("InvalidParameterException: Request has invalid parameters")
+    assert reasons["text.png"].startswith("InvalidImageFormatException: not a JPEG or PNG")
     assert {local.result(k).status for k in ("corrupt.jpg", "small.jpg", "text.png")} == {"REJECTED"}
     assert calls == 2  # the text file never cost a DetectFaces call
     assert local.dlq() == []
@@ -84,7 +86,7 @@ def test_a_late_create_of_a_version_deleted_for_good_ends_deleted_not_dead_lette
     assert local.dlq() == []
 
 
-def test_throttling_at_the_quota_is_absorbed_without_losing_an_image(detector) -> None:
+def test_throttling_at_the_quota_is_absorbed_without_losing_an_image(detector: CenterFaceDetector) -> None:
     # Given a DetectFaces quota of 2 TPS and a burst of 10 uploads at concurrency 4
     pipeline = start_local(detector, settings={"tps": 2.0, "backoff_base_seconds": 0.2, "detect_max_attempts": 10})
     try:
@@ -100,7 +102,9 @@ def test_throttling_at_the_quota_is_absorbed_without_losing_an_image(detector) -
         pipeline.stop()
 
 
-def test_internal_errors_are_retried_and_config_faults_end_in_the_dlq_after_lambda_retries(detector) -> None:
+def test_internal_errors_are_retried_and_config_faults_end_in_the_dlq_after_lambda_retries(
+    detector: CenterFaceDetector,
+) -> None:
     state = {"ise": 2}
 
     def fault(request: dict[str, Any]) -> RekognitionError | None:

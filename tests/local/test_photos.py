@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from facepipe.common import photos
@@ -13,15 +15,15 @@ pytestmark = pytest.mark.e2e
 FACE_CENTRES = {"astronaut.jpg": (0.44, 0.22), "camera.jpg": (0.45, 0.30), "grace_hopper.jpg": (0.53, 0.38)}
 
 
-def centre(face: dict) -> tuple[float, float]:
+def centre(face: dict[str, Any]) -> tuple[float, float]:
     box = face["BoundingBox"]
     return box["Left"] + box["Width"] / 2, box["Top"] + box["Height"] / 2
 
 
-def contains(face: dict, point: tuple[float, float]) -> bool:
+def contains(face: dict[str, Any], point: tuple[float, float]) -> bool:
     box = face["BoundingBox"]
     x, y = point
-    return box["Left"] <= x <= box["Left"] + box["Width"] and box["Top"] <= y <= box["Top"] + box["Height"]
+    return bool(box["Left"] <= x <= box["Left"] + box["Width"] and box["Top"] <= y <= box["Top"] + box["Height"])
 
 
 def test_known_faces_are_found_and_nothing_else(local: Local) -> None:

@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,9 @@ from facepipe.local import LocalPipeline, LocalSettings
 from facepipe.local.centerface import FixedDetector
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import DeleteObjectRequestTypeDef
 
 pytestmark = pytest.mark.rehearsal
 
@@ -110,7 +113,7 @@ def test_every_object_ends_in_exactly_one_outcome_under_faults() -> None:
             assert (result.status, result.face_count, result.version_id) == ("DETECTED", 1, version), key
         for key in junk:
             result = local.result(key)
-            assert result.status == "REJECTED" and result.reason.startswith("InvalidImageFormatException"), key
+            assert result.status == "REJECTED" and (result.reason or "").startswith("InvalidImageFormatException"), key
         for key, version in versions.items():
             result = local.result(key)
             assert (result.status, result.version_id) == ("DETECTED", version), key
@@ -286,8 +289,10 @@ def test_late_duplicated_and_twice_delivered_events_end_with_the_current_version
             return version["VersionId"], taken()
 
         def delete(key: str, version_id: str | None = None) -> tuple[str, dict[str, Any]]:
-            extra = {"VersionId": version_id} if version_id else {}
-            gone = local.s3.delete_object(Bucket=pipeline.bucket, Key=key, **extra)
+            request: DeleteObjectRequestTypeDef = {"Bucket": pipeline.bucket, "Key": key}
+            if version_id:
+                request["VersionId"] = version_id
+            gone = local.s3.delete_object(**request)
             return gone["VersionId"], taken()
 
         def deliver(*events: dict[str, Any]) -> None:

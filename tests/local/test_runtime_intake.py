@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_the_intake_keeps_a_message_it_cannot_set_aside_and_goes_on(
     assert runtime is not None
     sent = runtime.sqs.send_message
 
-    def refuse_dead_letters(**kwargs: object) -> object:
+    def refuse_dead_letters(**kwargs: Any) -> Any:  # SendMessage's parameters and answer, passed on
         if kwargs.get("QueueUrl") == local.p.dlq_url:
             raise ConnectionError("injected: DLQ unreachable")
         return sent(**kwargs)

@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
 
 import boto3
@@ -24,7 +24,7 @@ from detect_faces.model import ImageEvent
 from detect_faces.results import ResultsStore
 from facepipe.cli.backfill import ProgressDrawing, render_details, render_progress
 from facepipe.local import aws as local_aws
-from facepipe.local.batch_operations import LocalTask, invocation_event, run_local_job, tasks_to_run
+from facepipe.local.batch_operations import JobSettings, LocalTask, invocation_event, run_local_job, tasks_to_run
 from facepipe.ops import OpsError
 from facepipe.ops.batch_operations.jobs import JobProgress, confirm_job, create_job, describe, follow_job
 from facepipe.ops.batch_operations.manifest import ManifestLocation, write_csv_manifest
@@ -39,6 +39,9 @@ from facepipe.ops.batch_operations.plan import (
     resources_from_outputs,
 )
 from tests.helpers import BUCKET, REGION, TABLE, Aws, detect_faces_response, fail_calls, s3_record
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3control import S3ControlClient
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +67,11 @@ OUTPUTS = {
 }
 
 
+S3Control = tuple["S3ControlClient", Stubber]  # the client, and the Stubber that answers it
+
+
 @pytest.fixture
-def s3control() -> Iterator[tuple[Any, Stubber]]:
+def s3control() -> Iterator[S3Control]:
     client = boto3.client("s3control", region_name=REGION)  # conftest's fake credentials
     stub = Stubber(client)
     stub.activate()
@@ -94,7 +100,7 @@ def expected_common(plan_: JobPlan, confirmation_required: bool = True, priority
     }
 
 
-def job(status: str, *, total: int | None = None, succeeded: int = 0, failed: int = 0, **extra: Any) -> dict:
+def job(status: str, *, total: int | None = None, succeeded: int = 0, failed: int = 0, **extra: Any) -> dict[str, Any]:
     descriptor: dict[str, Any] = {
         "JobId": JOB_ID,
         "JobArn": f"arn:aws:s3:{REGION}:{ACCOUNT}:job/{JOB_ID}",
@@ -165,7 +171,7 @@ def test_the_request_token_is_idempotent_within_a_minute_and_follows_the_paramet
 # ---- create_job ------------------------------------------------------------------------------------------------
 
 
-def test_generated_manifest_job_for_a_prefix(s3control) -> None:
+def test_generated_manifest_job_for_a_prefix(s3control: S3Control) -> None:
     client, stub = s3control
     p = plan(priority=25)
     request = create_job_request(p)
@@ -184,7 +190,7 @@ def test_generated_manifest_job_for_a_prefix(s3control) -> None:
     assert create_job(client, request) == JOB_ID
 
 
-def test_generated_manifest_job_for_the_whole_bucket_has_no_key_filter(s3control) -> None:
+def test_generated_manifest_job_for_the_whole_bucket_has_no_key_filter(s3control: S3Control) -> None:
     client, stub = s3control
     p = plan(f"s3://{BUCKET}/", confirm=True)
     request = create_job_request(p)
@@ -205,7 +211,7 @@ def test_a_generated_job_takes_no_manifest_and_a_csv_job_needs_one() -> None:
         create_job_request(plan(manifest="csv"))
 
 
-def test_create_job_access_denied_is_one_line_naming_the_permissions(s3control) -> None:
+def test_create_job_access_denied_is_one_line_naming_the_permissions(s3control: S3Control) -> None:
     client, stub = s3control
     request = create_job_request(plan())
     stub.add_client_error(
@@ -219,7 +225,7 @@ def test_create_job_access_denied_is_one_line_naming_the_permissions(s3control) 
     assert "s3:CreateJob" in message and f"iam:PassRole on {ROLE}" in message
 
 
-def test_create_job_other_errors_keep_the_service_message(s3control) -> None:
+def test_create_job_other_errors_keep_the_service_message(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_client_error(
         "create_job",
@@ -231,7 +237,7 @@ def test_create_job_other_errors_keep_the_service_message(s3control) -> None:
         create_job(client, create_job_request(plan()))
 
 
-def test_confirm_job_makes_a_suspended_job_ready(s3control) -> None:
+def test_confirm_job_makes_a_suspended_job_ready(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response(
         "update_job_status",
@@ -367,7 +373,7 @@ def watch(client: Any, *, out: io.StringIO, width: int = 30, **kwargs: Any) -> J
     return progress
 
 
-def test_an_active_job_shows_its_bar_counts_and_report(s3control) -> None:
+def test_an_active_job_shows_its_bar_counts_and_report(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response(
         "describe_job",
@@ -384,7 +390,7 @@ def test_an_active_job_shows_its_bar_counts_and_report(s3control) -> None:
     assert f"completion report: s3://{REPORTS}/facepipe-reports/job-{JOB_ID}/" in render_details(progress)
 
 
-def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control) -> None:
+def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Complete", total=3, succeeded=2, failed=1))
     stub.add_response(
@@ -408,7 +414,7 @@ def test_a_complete_job_is_full_and_a_failed_job_says_why(s3control) -> None:
     assert "reason: Job failure rate exceeded threshold" in details
 
 
-def test_a_preparing_job_without_counts_yet(s3control) -> None:
+def test_a_preparing_job_without_counts_yet(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Preparing"))
     progress = describe(client, ACCOUNT, JOB_ID)
@@ -418,14 +424,14 @@ def test_a_preparing_job_without_counts_yet(s3control) -> None:
     )
 
 
-def test_describe_an_unknown_job(s3control) -> None:
+def test_describe_an_unknown_job(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_client_error("describe_job", service_error_code="NotFoundException", service_message="no such job")
     with pytest.raises(OpsError, match=f"no Batch Operations job {JOB_ID} in account {ACCOUNT}"):
         describe(client, ACCOUNT, JOB_ID)
 
 
-def test_watch_redescribes_until_complete_with_an_injected_sleep(s3control) -> None:
+def test_watch_redescribes_until_complete_with_an_injected_sleep(s3control: S3Control) -> None:
     client, stub = s3control
     for response in (
         job("Preparing"),
@@ -448,7 +454,7 @@ def test_watch_redescribes_until_complete_with_an_injected_sleep(s3control) -> N
     ]
 
 
-def test_watch_redraws_in_place_on_a_terminal(s3control) -> None:
+def test_watch_redraws_in_place_on_a_terminal(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Active", total=2, succeeded=1))
     stub.add_response("describe_job", job("Complete", total=2, succeeded=2))
@@ -464,7 +470,7 @@ def test_watch_redraws_in_place_on_a_terminal(s3control) -> None:
     assert rest[0] == f"job {JOB_ID} (facepipe backfill s3://{BUCKET}/photos/)"
 
 
-def test_watch_stops_at_a_job_waiting_for_confirmation(s3control) -> None:
+def test_watch_stops_at_a_job_waiting_for_confirmation(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Suspended", total=10, confirmation_required=True))
     slept: list[float] = []
@@ -474,7 +480,7 @@ def test_watch_stops_at_a_job_waiting_for_confirmation(s3control) -> None:
     assert f"python -m facepipe backfill --status {JOB_ID} --confirm" in out.getvalue()
 
 
-def test_watch_once_when_not_until_done(s3control) -> None:
+def test_watch_once_when_not_until_done(s3control: S3Control) -> None:
     client, stub = s3control
     stub.add_response("describe_job", job("Active", total=10, succeeded=5))
     slept: list[float] = []
@@ -530,11 +536,11 @@ def test_the_local_job_retries_temporary_failures_and_writes_the_completion_repo
     handler = FakeBacklog()
     slept: list[float] = []
 
-    report = run_local_job(
-        handler, tasks, s3=aws.s3, reports_bucket=REPORTS, job_id="job-local-1", concurrency=3,
-        max_attempts=3, retry_delay=30.0, sleep=slept.append, now=lambda: NOW,
+    settings = JobSettings(
+        job_id="job-local-1", concurrency=3, max_attempts=3, retry_delay=30.0, sleep=slept.append, now=lambda: NOW,
         function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:facepipe-backlog",
     )  # fmt: skip
+    report = run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, settings=settings)
 
     assert (report.total, report.succeeded, report.failed) == (6, 3, 3)
     # flaky: failed once then succeeded; boom and busy: every attempt up to the cap; the others once
@@ -577,7 +583,8 @@ def test_the_local_job_sends_schema_2_events_one_task_each(reports: Aws) -> None
     aws = reports
     handler = FakeBacklog()
     tasks = [LocalTask(BUCKET, "in/ok 1+2.jpg", "3HL4kqtJvjVBH40Nrjfkd"), LocalTask(BUCKET, "in/ok.jpg")]
-    run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, job_id="job-2", sleep=lambda s: None)
+    settings = JobSettings(job_id="job-2", sleep=lambda s: None)
+    run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, settings=settings)
     by_key = {e["tasks"][0]["s3Key"]: e for e in handler.events}
     assert handler.calls == {"in/ok 1+2.jpg": 1, "in/ok.jpg": 1}  # the handler's unquote_plus gets the key back
     event = by_key["in/ok%201%2B2.jpg"]
@@ -605,7 +612,8 @@ def test_the_local_job_runs_tasks_at_its_concurrency(reports: Aws) -> None:
                 "results": [{"taskId": task["taskId"], "resultCode": "Succeeded", "resultString": "ok"}]}  # fmt: skip
 
     tasks = [LocalTask(BUCKET, "a.jpg"), LocalTask(BUCKET, "b.jpg")]
-    report = run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, job_id="job-3", concurrency=2)
+    settings = JobSettings(job_id="job-3", concurrency=2)
+    report = run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, settings=settings)
     assert report.succeeded == 2 and report.peak_concurrency == 2
     assert len(report.report_keys) == 1  # no failed tasks: no failed report
 
@@ -621,9 +629,8 @@ def test_a_task_missing_from_the_response_takes_treat_missing_keys_as(reports: A
         return {"invocationId": event["invocationId"], "treatMissingKeysAs": "TemporaryFailure", "results": []}
 
     tasks = [LocalTask(BUCKET, "missing.jpg"), LocalTask(BUCKET, "junk.jpg")]
-    report = run_local_job(
-        handler, tasks, s3=aws.s3, reports_bucket=REPORTS, job_id="job-4", max_attempts=2, sleep=lambda s: None
-    )
+    settings = JobSettings(job_id="job-4", max_attempts=2, sleep=lambda s: None)
+    report = run_local_job(handler, tasks, s3=aws.s3, reports_bucket=REPORTS, settings=settings)
     assert report.failed == 2 and calls.count("missing.jpg") == 2 and calls.count("junk.jpg") == 1
     rows = {r[1]: r for r in report_rows(aws, report.report_keys[0])}
     assert rows["missing.jpg"][5] == "TemporaryFailure" and "missing from the results" in rows["missing.jpg"][6]
@@ -651,7 +658,9 @@ def stack_target(aws: Aws, client: Any, **kwargs: Any) -> ops.Target:
                       reports_bucket=REPORTS, **kwargs)  # fmt: skip
 
 
-def test_the_command_creates_a_generated_manifest_job_for_a_watched_prefix(reports: Aws, s3control, capsys) -> None:
+def test_the_command_creates_a_generated_manifest_job_for_a_watched_prefix(
+    reports: Aws, s3control: S3Control, capsys: pytest.CaptureFixture[str]
+) -> None:
     client, stub = s3control
     target = stack_target(reports, client, locations=(f"s3://{BUCKET}/photos/",))
     stub.add_response("create_job", {"JobId": JOB_ID}, {
@@ -668,7 +677,7 @@ def test_the_command_creates_a_generated_manifest_job_for_a_watched_prefix(repor
         batch_operations.submit(target, f"s3://{BUCKET}/")
 
 
-def test_the_command_writes_a_csv_manifest_and_creates_the_job_with_it(reports: Aws, s3control) -> None:
+def test_the_command_writes_a_csv_manifest_and_creates_the_job_with_it(reports: Aws, s3control: S3Control) -> None:
     client, stub = s3control
     reports.put("photos/new.jpg", b"jpeg")
     store_analysed(reports, "photos/done.jpg")
@@ -682,7 +691,9 @@ def test_the_command_writes_a_csv_manifest_and_creates_the_job_with_it(reports: 
     assert manifest_rows(reports, submitted.manifest)[0][:2] == [BUCKET, "photos/new.jpg"]
 
 
-def test_the_commands_dry_run_prints_the_request_and_creates_nothing(reports: Aws, s3control, capsys, monkeypatch):
+def test_the_commands_dry_run_prints_the_request_and_creates_nothing(
+    reports: Aws, s3control: S3Control, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, _ = s3control  # no response queued: any call would fail the test
     monkeypatch.setattr(ops, "stack_target", lambda name: stack_target(reports, client))
     assert main(["backfill", f"s3://{BUCKET}/photos/", "--engine", "batch-operations", "--dry-run"]) == 0
@@ -692,7 +703,9 @@ def test_the_commands_dry_run_prints_the_request_and_creates_nothing(reports: Aw
     assert request["RoleArn"] == ROLE and request["ConfirmationRequired"] is True
 
 
-def test_status_confirms_a_waiting_job_and_follows_it(reports: Aws, s3control, capsys, monkeypatch) -> None:
+def test_status_confirms_a_waiting_job_and_follows_it(
+    reports: Aws, s3control: S3Control, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, stub = s3control
     monkeypatch.setattr(ops, "stack_target", lambda name: stack_target(reports, client))
     params = {"AccountId": ACCOUNT, "JobId": JOB_ID}
@@ -714,7 +727,7 @@ def test_status_confirms_a_waiting_job_and_follows_it(reports: Aws, s3control, c
     assert main(["backfill", "--status", JOB_ID, "--once"]) == 0  # still running: nothing wrong yet
 
 
-def test_confirm_waits_while_s3_prepares_the_manifest(reports: Aws, s3control) -> None:
+def test_confirm_waits_while_s3_prepares_the_manifest(reports: Aws, s3control: S3Control) -> None:
     client, stub = s3control
     target = stack_target(reports, client)
     for status in ("New", "Preparing"):  # update_job_status(Ready) is refused until the job is Suspended
@@ -734,7 +747,7 @@ def test_confirm_waits_while_s3_prepares_the_manifest(reports: Aws, s3control) -
         batch_operations.confirm(target, JOB_ID, sleep=lambda s: None, timeout=10.0)
 
 
-def test_a_stack_without_the_backlog_function_is_told_to_redeploy(aws: Aws, s3control) -> None:
+def test_a_stack_without_the_backlog_function_is_told_to_redeploy(aws: Aws, s3control: S3Control) -> None:
     old = ops.Target(BUCKET, TABLE, aws.queue_url, "fn", client_for={"s3": aws.s3}.__getitem__, description="stack x")
     with pytest.raises(OpsError, match="redeploy"):
         batch_operations.submit(old, f"s3://{BUCKET}/photos/")

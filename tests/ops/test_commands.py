@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -106,7 +107,9 @@ def test_results_one_row_per_image_with_prefix_and_tombstones(env: Env) -> None:
     assert "photos/gone.jpg" in [r.key for r in ops.list_results(env.target, include_deleted=True)]
 
 
-def test_results_json_lines_hold_every_face(env: Env, capsys, monkeypatch) -> None:
+def test_results_json_lines_hold_every_face(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     env.store_result("a.jpg", faces=3)
     monkeypatch.setattr(ops, "stack_target", lambda name: env.target)
     assert main(["results", "--json"]) == 0
@@ -134,7 +137,9 @@ def test_targets_resolve_from_the_stack_outputs(env: Env) -> None:
         ops.stack_target("Nope", boto3.session.Session(region_name=REGION))
 
 
-def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, monkeypatch) -> None:
+def test_errors_are_one_line_and_exit_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FACEPIPE_STATE_DIR", str(tmp_path))
     assert main(["results", "--local"]) == 1
     err = capsys.readouterr().err
@@ -144,7 +149,7 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, monkeypatch) ->
 # ---- show ------------------------------------------------------------------------------------------------
 
 
-def test_show_draws_the_stored_boxes_on_the_analysed_version(env: Env, tmp_path) -> None:
+def test_show_draws_the_stored_boxes_on_the_analysed_version(env: Env, tmp_path: Path) -> None:
     photo = photos.photo("astronaut.jpg")
     env.store_result("team.jpg", faces=1, body=photo)
     env.s3.put_object(Bucket=BUCKET, Key="team.jpg", Body=photos.photo("coffee.jpg"))  # a newer, unanalysed version
@@ -278,7 +283,9 @@ def test_backfill_dry_run_and_resume(env: Env) -> None:
         ops.backfill(env.target, "s3://elsewhere/", limiter=limiter(5, FakeClock()))
 
 
-def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeypatch) -> None:
+def test_cli_tables_for_results_failures_and_a_dry_run(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ops, "stack_target", lambda name: env.target)
     env.store_result("photos/a.jpg", faces=2)
     env.store_result("photos/b.jpg", reject="InvalidImageFormatException: not a JPEG or PNG")
@@ -302,7 +309,9 @@ def test_cli_tables_for_results_failures_and_a_dry_run(env: Env, capsys, monkeyp
     assert env.visible() == 1
 
 
-def test_backfill_engine_invoke_is_the_default_and_local_its_deprecated_name(env: Env, capsys, monkeypatch) -> None:
+def test_backfill_engine_invoke_is_the_default_and_local_its_deprecated_name(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ops, "stack_target", lambda name: env.target)
     env.s3.put_object(Bucket=BUCKET, Key="old/a.jpg", Body=b"img")
     assert main(["backfill", "s3://uploads/old/", "--engine", "invoke", "--dry-run"]) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,6 +17,7 @@ from moto import mock_aws
 
 from detect_faces import contract
 from facepipe.cli import main
+from facepipe.cli.doctor import cdk_context_flags
 from facepipe.common import notifications as s3_notifications
 from facepipe.ops import doctor
 from tests.helpers import REGION, fail_calls
@@ -100,7 +102,14 @@ class Account:
         return {c.name: c for c in checks}
 
     def cli(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-        """`facepipe doctor --stack Facepipe ARGS` against this account: its exit code and what it printed."""
+        """`facepipe doctor --stack Facepipe --reserved-concurrency 20 ARGS` against this account."""
+        return self.doctor(monkeypatch, capsys, "--stack", STACK, "--reserved-concurrency", "20", *args)
+
+    def doctor(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+    ) -> tuple[int, str]:
+        """`facepipe doctor ARGV` against this account, in the current directory's project: its exit code and what
+        it printed."""
         account = self
 
         class Session:
@@ -110,8 +119,8 @@ class Account:
                 return account.clients[service]
 
         monkeypatch.setattr(boto3.session, "Session", lambda *a, **k: Session())
-        with self.stubbed(stack=True):
-            code = main(["doctor", "--stack", STACK, "--reserved-concurrency", "20", *args])
+        with self.stubbed(stack="--stack" in argv):
+            code = main(["doctor", *argv])
         out, err = capsys.readouterr()
         return code, out + err
 
@@ -120,6 +129,23 @@ class Account:
 def account() -> Iterator[Account]:
     with mock_aws():
         yield Account()
+
+
+@pytest.fixture(autouse=True)
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where doctor runs, as `make doctor` does: a project directory with a cdk.json (the CDK's feature flags only),
+    the current directory; and a home without ~/.cdk.json, so the operator's own never counts here."""
+    home, directory = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    directory.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    write_json(directory / "cdk.json", {"app": "python app.py", "context": {"@aws-cdk/core:checkSecretUsage": True}})
+    monkeypatch.chdir(directory)
+    return directory
+
+
+def write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value), encoding="utf-8")
 
 
 def test_a_healthy_account_and_stack_pass_every_check(account: Account) -> None:
@@ -200,7 +226,9 @@ def test_alarms_nobody_receives_warn_and_missing_alarms_fail(account: Account) -
     assert account.run()["alarms"].status == doctor.FAIL
 
 
-def test_the_command_prints_one_line_per_check_and_fails_on_any_fail(monkeypatch, capsys) -> None:
+def test_the_command_prints_one_line_per_check_and_fails_on_any_fail(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     checks = [
         doctor.Check("credentials", doctor.OK, "account 1"),
         doctor.Check("bootstrap", doctor.FAIL, "none", "run make bootstrap"),
@@ -208,10 +236,14 @@ def test_the_command_prints_one_line_per_check_and_fails_on_any_fail(monkeypatch
     monkeypatch.setattr(doctor, "run", lambda *args, **kwargs: checks)
     assert main(["doctor"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["ok", "credentials"] and lines[1].split()[:2] == ["fail", "bootstrap"]
-    assert lines[2].strip() == "-> run make bootstrap"
+    assert [line.split()[:2] for line in lines[:3]] == [
+        ["ok", "settings"],
+        ["ok", "credentials"],
+        ["fail", "bootstrap"],
+    ]
+    assert lines[3].strip() == "-> run make bootstrap"
     assert main(["doctor", "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)[1] == {"name": "bootstrap", "status": "fail", "detail": "none",
+    assert json.loads(capsys.readouterr().out)[2] == {"name": "bootstrap", "status": "fail", "detail": "none",
                                                        "advice": "run make bootstrap"}  # fmt: skip
 
 
@@ -360,7 +392,9 @@ def test_the_deployed_check_covers_every_watched_prefix_and_eventbridge(account:
     [("fotos/gr%C3%B6%C3%9Fe/", doctor.FAIL),  # their app watches the same keys: S3 refuses facepipe's entries
      ("fotos/größe/", doctor.OK)],  # a raw filter is another prefix to S3 (it matches no upload there)
 )  # fmt: skip
-def test_an_overlap_is_judged_on_the_encoded_prefixes_as_s3_judges_it(account: Account, theirs: str, status: str):
+def test_an_overlap_is_judged_on_the_encoded_prefixes_as_s3_judges_it(
+    account: Account, theirs: str, status: str
+) -> None:
     their_bucket(account, prefix=theirs)
     check = account.run(attach_plan(key_prefixes=("fotos/größe/",)), stack=None)[f"bucket {THEIRS}"]
     assert check.status == status, check.detail
@@ -427,6 +461,7 @@ def lines(output: str) -> dict[str, str]:
     return found
 
 
+SETTINGS = {"settings": doctor.OK}  # the command's first line: what the next deploy will set
 AFTER_THE_DEPLOY = {"stack": doctor.OK, "notifications": doctor.OK, "async-config": doctor.OK, "alarms": doctor.OK}
 BEFORE_IT = {"credentials": doctor.OK, "region": doctor.OK, "bootstrap": doctor.OK, "concurrency": doctor.OK,
              "detectfaces-quota": doctor.OK}  # fmt: skip
@@ -437,7 +472,7 @@ def test_a_deleted_uploads_bucket_is_one_fail_line_and_every_other_check_still_r
 ) -> None:
     account.clients["s3"].delete_bucket(Bucket=BUCKET)
     code, out = account.cli(monkeypatch, capsys)
-    assert lines(out) == {**BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.FAIL}
+    assert lines(out) == {**SETTINGS, **BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.FAIL}
     assert "NoSuchBucket" in out and f"s3://{BUCKET} does not exist" in out and "error:" not in out
     assert code == 1
 
@@ -456,7 +491,7 @@ def test_credentials_that_may_not_read_the_notifications_warn_and_name_the_permi
     operator running `doctor --stack` learns which permission its checks need, and the rest still run."""
     fail_calls(account.clients["s3"], "GetBucketNotificationConfiguration", "AccessDenied", set(range(1, 10)))
     code, out = account.cli(monkeypatch, capsys)
-    assert lines(out) == {**BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.WARN}
+    assert lines(out) == {**SETTINGS, **BEFORE_IT, **AFTER_THE_DEPLOY, "notifications": doctor.WARN}
     assert "AccessDenied" in out and "s3:GetBucketNotificationConfiguration" in out
     assert code == 0  # a check that could not be made is no failure of the account
     # before a deploy onto an existing bucket: the overlap cannot be judged, the bucket's other settings can
@@ -500,3 +535,108 @@ def test_an_unexpected_error_in_one_check_is_its_fail_line_and_the_next_checks_r
     assert checks["concurrency"].status == doctor.FAIL and "KeyError" in checks["concurrency"].detail
     assert "\n" not in checks["concurrency"].detail
     assert all(checks[name].status == doctor.OK for name in AFTER_THE_DEPLOY)
+
+
+# ---- what the next deploy will set: cdk.json, cdk.context.json, -c, doctor's options -----------------------------
+
+
+def test_doctor_checks_the_buckets_cdk_json_and_cdk_context_json_name_without_a_flag(
+    account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    their_bucket(account)  # their app takes exports/: facepipe's uploads/ entries do not overlap it
+    write_json(
+        project / "cdk.json", {"context": {"facepipe:existingBuckets": [THEIRS], "facepipe:detectFacesQuota": 50}}
+    )
+    write_json(project / "cdk.context.json", {"facepipe:keyPrefixes": '["uploads/"]'})
+    code, out = account.doctor(monkeypatch, capsys)
+    assert lines(out) == {**SETTINGS, **BEFORE_IT, "bucket": doctor.OK}, out
+    # the reservation the stack derives from the quota (ceil(50 x 0.4 s) = 20) is the one checked
+    assert f"reserves 20; watches s3://{THEIRS}/uploads/ through s3; read from cdk.json, cdk.context.json" in out
+    assert "ceil(50 x 0.4 s) = 20; the stack reserves 20" in out and code == 0
+
+
+def test_a_c_flag_overrides_the_files_and_a_doctor_option_overrides_the_c_flag(
+    account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    their_bucket(account)
+    write_json(
+        project / "cdk.json", {"context": {"facepipe:existingBuckets": [THEIRS], "facepipe:keyPrefixes": ["uploads/"]}}
+    )
+    # -c after --, as `make doctor CDK_ARGS=...` passes it: exports/ is their app's, and S3 would refuse the deploy
+    code, out = account.doctor(monkeypatch, capsys, "--", "--profile", "ops", "-c", "facepipe:keyPrefixes=exports/")
+    assert lines(out)["bucket"] == doctor.FAIL and "overlaps facepipe's prefix 'exports/' entry" in out and code == 1
+    assert "read from cdk.json, -c keyPrefixes" in out
+    # doctor's own option over the -c flag: EventBridge delivery coexists with their entry
+    code, out = account.doctor(
+        monkeypatch, capsys, "--notifications", "eventbridge", "--", "-c", "facepipe:keyPrefixes=exports/"
+    )
+    assert lines(out)["bucket"] == doctor.OK and "EventBridge delivery coexists" in out and code == 0
+    # and a doctor option over the file: another bucket altogether
+    code, out = account.doctor(monkeypatch, capsys, "--existing-bucket", "nobody-has-this")
+    assert "bucket" in lines(out) and "s3://nobody-has-this" in out and THEIRS not in out
+
+
+BAD_SETTINGS = [  # (file, what it holds, the key the fail line names)
+    ("cdk.json", {"context": {"facepipe:reservedConcurrency": "many"}}, "facepipe:reservedConcurrency"),
+    ("cdk.context.json", {"facepipe:existingBuckets": ["Not_A_Bucket"]}, "facepipe:existingBuckets"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_SETTINGS)
+def test_a_bad_setting_is_one_fail_line_naming_its_key_and_nothing_else_is_asked(
+    account: Account,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    bad: tuple[str, dict[str, Any], str],
+) -> None:
+    where, context, key = bad
+    write_json(project / where, context)
+    code, out = account.doctor(monkeypatch, capsys)
+    assert code == 1 and lines(out) == {"settings": doctor.FAIL}
+    (line,) = [line for line in out.splitlines() if line.startswith("fail")]
+    assert key in line and "cdk.json, cdk.context.json" in out  # the advice says where settings come from
+
+
+def test_a_bad_flag_is_named_too_and_an_option_can_replace_a_bad_file_value(
+    account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = account.doctor(monkeypatch, capsys, "-c", "facepipe:notifications=carrier-pigeon")
+    assert code == 1 and lines(out) == {"settings": doctor.FAIL} and "facepipe:notifications" in out
+    code, out = account.doctor(monkeypatch, capsys, "--", "-c", "facepipe:memoryMb")  # not key=value
+    assert code == 1 and lines(out) == {"settings": doctor.FAIL} and "facepipe:memoryMb" in out
+    write_json(project / "cdk.json", {"context": {"facepipe:reservedConcurrency": "many"}})
+    code, out = account.doctor(monkeypatch, capsys, "--reserved-concurrency", "20")
+    assert code == 0 and lines(out) == {**SETTINGS, **BEFORE_IT}, out
+
+
+def test_without_a_cdk_json_doctor_warns_that_it_checks_the_defaults(
+    account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "cdk.json").unlink()
+    code, out = account.doctor(monkeypatch, capsys, "--reserved-concurrency", "20")
+    assert lines(out)["settings"] == doctor.WARN and "no cdk.json in" in out and "--project-dir" in out
+    assert code == 0  # a warning is no failure
+    # --project-dir names the project wherever doctor runs
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    write_json(elsewhere / "cdk.json", {"context": {"facepipe:reservedConcurrency": 20}})
+    code, out = account.doctor(monkeypatch, capsys, "--project-dir", str(elsewhere))
+    assert lines(out) == {**SETTINGS, **BEFORE_IT} and "reserves 20" in out
+
+
+def test_the_user_defaults_count_under_the_project_as_for_cdk(
+    account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = Path.home()
+    write_json(home / ".cdk.json", {"context": {"facepipe:reservedConcurrency": 5, "facepipe:stackName": "Mine"}})
+    write_json(project / "cdk.json", {"context": {"facepipe:reservedConcurrency": 20}})
+    code, out = account.doctor(monkeypatch, capsys)
+    assert "stack Mine: reserves 20;" in out and "~/.cdk.json" in out and code == 0
+
+
+def test_the_context_flags_are_read_from_cdk_arguments_as_the_cdk_cli_reads_them() -> None:
+    cdk_args = ["--profile", "ops", "-c", "facepipe:a=1", "--require-approval", "never",
+                "--context", 'facepipe:b=["x"]', "--context=facepipe:c=2", "-cfacepipe:d=3", "Facepipe"]  # fmt: skip
+    assert cdk_context_flags(cdk_args) == ["facepipe:a=1", 'facepipe:b=["x"]', "facepipe:c=2", "facepipe:d=3"]
+    assert cdk_context_flags([]) == []

@@ -9,6 +9,7 @@ import pytest
 from facepipe import ops
 from facepipe.common import photos
 from facepipe.local import LOCAL_FUNCTION
+from facepipe.local.centerface import CenterFaceDetector
 from facepipe.local.emulator import RekognitionError
 from tests.helpers import Local, start_local
 
@@ -20,7 +21,7 @@ def target_of(local: Local) -> ops.Target:
     return ops.Target(p.bucket, p.table, p.dlq_url, LOCAL_FUNCTION, client_for=p.client)
 
 
-def test_redrive_replays_a_dead_letter_once_the_fault_is_fixed(detector) -> None:
+def test_redrive_replays_a_dead_letter_once_the_fault_is_fixed(detector: CenterFaceDetector) -> None:
     broken = {"on": True}
 
     def fault(request: dict[str, Any]) -> RekognitionError | None:

@@ -40,7 +40,7 @@ def function(pipeline: Pipeline) -> InProcessLambda:
 
 
 @pytest.fixture
-def target(pipeline: Pipeline, function: InProcessLambda, monkeypatch) -> ops.Target:
+def target(pipeline: Pipeline, function: InProcessLambda, monkeypatch: pytest.MonkeyPatch) -> ops.Target:
     clients = {"s3": pipeline.aws.s3, "dynamodb": pipeline.aws.dynamodb, "sqs": pipeline.aws.sqs, "lambda": function}
     target = ops.Target(BUCKET, TABLE, pipeline.aws.queue_url, "detect-faces", client_for=clients.__getitem__)
     monkeypatch.setattr(ops, "stack_target", lambda name: target)
@@ -76,7 +76,7 @@ def test_a_rollback_needs_no_backfill(pipeline: Pipeline, target: ops.Target) ->
 
     # Then the removal itself gave v1 its result, and a backfill finds nothing to do
     image = store(pipeline).get(BUCKET, "again.jpg")
-    assert (image.status, image.version_id, image.face_count) == ("DETECTED", v1, 1)
+    assert image is not None and (image.status, image.version_id, image.face_count) == ("DETECTED", v1, 1)
     report = ops.backfill(target, f"s3://{BUCKET}/", limiter=rate())
     assert (report.listed, report.skipped_done, report.invoked) == (1, 1, 0)
 
@@ -97,7 +97,7 @@ def test_backfill_analyses_an_undeleted_object_whose_undelete_event_was_lost(
 
     assert (report.skipped_done, report.invoked) == (0, 1)
     image = store(pipeline).get(BUCKET, "undeleted.jpg")
-    assert (image.status, image.version_id, image.face_count) == ("DETECTED", v1, 2)
+    assert image is not None and (image.status, image.version_id, image.face_count) == ("DETECTED", v1, 2)
 
 
 def test_backfill_skips_only_a_result_for_the_current_version(pipeline: Pipeline, target: ops.Target) -> None:
@@ -111,7 +111,7 @@ def test_backfill_skips_only_a_result_for_the_current_version(pipeline: Pipeline
 
     assert (report.listed, report.skipped_done, report.invoked) == (2, 1, 1)
     image = store(pipeline).get(BUCKET, "behind.jpg")
-    assert (image.status, image.version_id, image.face_count) == ("DETECTED", v2, 3)
+    assert image is not None and (image.status, image.version_id, image.face_count) == ("DETECTED", v2, 3)
 
 
 def test_a_backfill_record_for_a_version_no_longer_current_changes_nothing(pipeline: Pipeline) -> None:
@@ -128,7 +128,8 @@ def test_a_backfill_record_for_a_version_no_longer_current_changes_nothing(pipel
         "key": "moved.jpg", "outcome": "skipped", "reason": f"backfill: the current version is now {v2}"
     }  # fmt: skip
     assert len(pipeline.rekognition.calls) == calls
-    assert store(pipeline).get(BUCKET, "moved.jpg").face_count == 4
+    moved = store(pipeline).get(BUCKET, "moved.jpg")
+    assert moved is not None and moved.face_count == 4
 
 
 # ---- 4. redrive replays what was in the queue when it began ------------------------------------------------
@@ -165,11 +166,11 @@ def test_redrive_leaves_messages_sent_after_the_run_began(pipeline: Pipeline, ta
 
 # ---- 5. failures and redrive on whatever the function dead-lettered ----------------------------------------
 
-MALFORMED = [{"s3": "x"}, {"s3": {"object": "k.jpg"}}, {"s3": {"object": {"key": 5}}}]
+MALFORMED: list[dict[str, Any]] = [{"s3": "x"}, {"s3": {"object": "k.jpg"}}, {"s3": {"object": {"key": 5}}}]
 
 
 def test_failures_and_redrive_handle_records_the_function_dead_lettered_as_malformed(
-    pipeline: Pipeline, target: ops.Target, function: InProcessLambda, capsys
+    pipeline: Pipeline, target: ops.Target, function: InProcessLambda, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given the function dead-lettered malformed records as they came
     for record in MALFORMED:
@@ -212,4 +213,5 @@ def test_failures_and_redrive_handle_eventbridge_failure_records(pipeline: Pipel
 
     # Then the EventBridge event itself was replayed, and the image is analysed
     assert (report.replayed, report.left) == (1, 0)
-    assert store(pipeline).get(BUCKET, "late arrival.jpg").status == "DETECTED"
+    late = store(pipeline).get(BUCKET, "late arrival.jpg")
+    assert late is not None and late.status == "DETECTED"

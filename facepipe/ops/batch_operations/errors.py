@@ -8,6 +8,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import OpsError
 
 _ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
+_NO_SUCH_JOB = {"NotFoundException", "NoSuchJob", "NoSuchJobException"}
+# What to do, by error code, when the code says it better than the service's message.
+_ADVICE = {
+    "IdempotencyException": "a job with the same request token exists with other parameters; rerun in a minute",
+    "TooManyRequestsException": "S3 Control throttled the request; rerun shortly",
+}
+# The permission each call on the way to a job needs, by operation (CreateJob's names the job role: _needs).
+_PERMISSIONS = {
+    "DescribeJob": "s3:DescribeJob",
+    "UpdateJobStatus": "s3:UpdateJobStatus",
+    "PutObject": "s3:PutObject on the reports bucket",
+    "ListObjectVersions": "s3:ListBucketVersions on the bucket",
+    "GetItem": "dynamodb:GetItem on the results table",
+}
 
 
 def job_error(
@@ -23,28 +37,17 @@ def job_error(
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Error"))
     message = str(error.get("Message", "")).strip()
-    operation = exc.operation_name
-    if code in _ACCESS_DENIED:
-        if operation == "CreateJob":
-            who = f"iam:PassRole on {role_arn}" if role_arn else "iam:PassRole on the job role"
-            return OpsError(
-                f"{code} {action}: your credentials need s3:CreateJob and {who} "
-                f"(the stack's operator policy grants both){': ' + message if message else ''}"
-            )
-        needs = {
-            "DescribeJob": "s3:DescribeJob",
-            "UpdateJobStatus": "s3:UpdateJobStatus",
-            "PutObject": "s3:PutObject on the reports bucket",
-            "ListObjectVersions": "s3:ListBucketVersions on the bucket",
-            "GetItem": "dynamodb:GetItem on the results table",
-        }.get(operation, operation)
-        return OpsError(f"{code} {action}: your credentials need {needs}{': ' + message if message else ''}")
-    if code in ("NotFoundException", "NoSuchJob", "NoSuchJobException") and job_id:
+    if code in _NO_SUCH_JOB and job_id:
         return OpsError(f"no Batch Operations job {job_id} in account {account_id} (check the region): {message}")
-    if code == "IdempotencyException":
-        return OpsError(
-            f"{code} {action}: a job with the same request token exists with other parameters; rerun in a minute"
-        )
-    if code == "TooManyRequestsException":
-        return OpsError(f"{code} {action}: S3 Control throttled the request; rerun shortly")
-    return OpsError(f"{code} {action}: {message}" if message else f"{code} {action}")
+    if code in _ACCESS_DENIED:
+        detail = f"your credentials need {_needs(exc.operation_name, role_arn)}{': ' + message if message else ''}"
+    else:
+        detail = _ADVICE.get(code, message)
+    return OpsError(f"{code} {action}: {detail}" if detail else f"{code} {action}")
+
+
+def _needs(operation: str, role_arn: str | None) -> str:
+    if operation == "CreateJob":
+        who = f"iam:PassRole on {role_arn}" if role_arn else "iam:PassRole on the job role"
+        return f"s3:CreateJob and {who} (the stack's operator policy grants both)"
+    return _PERMISSIONS.get(operation, operation)

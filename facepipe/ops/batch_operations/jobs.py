@@ -6,19 +6,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from ..errors import OpsError
 from .errors import job_error
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3control import S3ControlClient
+
 TERMINAL_STATUSES = frozenset({"Complete", "Failed", "Cancelled"})
 # Nothing happens to a Suspended job until someone acts (confirms it, or fixes what suspended it).
 WAITING_STATUSES = frozenset({"Suspended"})
+ARN_FIELDS = 6  # arn:partition:service:region:account:resource
 
 
-def create_job(s3control: Any, request: Mapping[str, Any]) -> str:
+def create_job(s3control: S3ControlClient, request: Mapping[str, Any]) -> str:
     """Create the job; its id. Errors become one line naming what is missing."""
     try:
         return str(s3control.create_job(**request)["JobId"])
@@ -28,7 +32,9 @@ def create_job(s3control: Any, request: Mapping[str, Any]) -> str:
         raise OpsError(f"{exc} (set AWS_PROFILE / AWS_REGION)") from None
 
 
-def confirm_job(s3control: Any, account_id: str, job_id: str, reason: str = "confirmed with facepipe") -> str:
+def confirm_job(
+    s3control: S3ControlClient, account_id: str, job_id: str, reason: str = "confirmed with facepipe"
+) -> str:
     """Let a job that waits for confirmation (Suspended) run: its new status."""
     try:
         response = s3control.update_job_status(
@@ -111,10 +117,10 @@ def progress_from_job(job: Mapping[str, Any]) -> JobProgress:
 
 def _account_of_job_arn(arn: str) -> str:
     parts = arn.split(":")
-    return parts[4] if len(parts) > 5 and parts[4].isdigit() else ""
+    return parts[4] if len(parts) >= ARN_FIELDS and parts[4].isdigit() else ""
 
 
-def describe(s3control: Any, account_id: str, job_id: str) -> JobProgress:
+def describe(s3control: S3ControlClient, account_id: str, job_id: str) -> JobProgress:
     try:
         job = s3control.describe_job(AccountId=account_id, JobId=job_id)["Job"]
     except ClientError as exc:
@@ -125,7 +131,7 @@ def describe(s3control: Any, account_id: str, job_id: str) -> JobProgress:
 
 
 def follow_job(
-    s3control: Any,
+    s3control: S3ControlClient,
     account_id: str,
     job_id: str,
     *,

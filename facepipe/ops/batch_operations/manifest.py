@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -20,6 +20,10 @@ from detect_faces.contract import MANIFESTS_PREFIX
 
 from ..backfill import existing_objects, has_result_for
 from .errors import job_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectVersionTypeDef
 
 
 class SummarySource(Protocol):
@@ -56,15 +60,15 @@ def manifest_key_for(key: str) -> str:
 
 
 def pending_objects(
-    s3: Any, results: SummarySource, bucket: str, prefix: str
-) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    s3: S3Client, results: SummarySource, bucket: str, prefix: str
+) -> Iterator[tuple[dict[str, Any] | None, ObjectVersionTypeDef]]:
     """Every current version under the prefix, paired with its stored summary (None: nothing stored)."""
     for obj in existing_objects(s3, bucket, prefix):
         yield results.summary(bucket, obj["Key"]), obj
 
 
 def write_csv_manifest(
-    s3: Any,
+    s3: S3Client,
     results: SummarySource,
     bucket: str,
     prefix: str,

@@ -128,7 +128,7 @@ def plan_job(
     token: str | None = None,
     now: datetime | None = None,
 ) -> JobPlan:
-    bucket, prefix = parse_s3_uri(uri if uri.count("/") >= 3 else uri.rstrip("/") + "/")
+    bucket, prefix = parse_s3_uri(uri if "/" in uri.removeprefix("s3://") else uri.rstrip("/") + "/")
     if not 0 <= priority <= MAX_PRIORITY:
         raise OpsError(f"--priority must be between 0 and {MAX_PRIORITY} (higher runs first), not {priority}")
     if manifest not in ("generated", "csv"):
