@@ -23,8 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import PIL
 from common import median
 from PIL import Image
 
@@ -155,9 +158,10 @@ def cost_per_million(memory_mb: int, cpu_ms_full_vcpu: float) -> dict[str, float
     }
 
 
-def overlaps(face: object, boxes: list[object]) -> bool:
-    x1, y1, x2, y2 = face.box  # type: ignore[attr-defined]
-    return any(x1 < b.right and b.left < x2 and y1 < b.bottom and b.top < y2 for b in boxes)  # type: ignore[attr-defined]
+def overlaps(face: Any, boxes: Sequence[Any]) -> bool:
+    """Whether a detected face (CenterFace's, with .box) overlaps any of the redacted boxes."""
+    x1, y1, x2, y2 = face.box
+    return any(x1 < b.right and b.left < x2 and y1 < b.bottom and b.top < y2 for b in boxes)
 
 
 def detector_table() -> None:
@@ -249,7 +253,7 @@ def main() -> None:
     from redaction.settings import BASELINE_MB, BYTES_PER_PIXEL, max_pixels_for
 
     cases = [(mp, "jpeg") for mp in SIZES] + [(24, "rotated"), (2, "png"), (12, "png")]
-    print(f"Pillow {Image.__version__}, Python {sys.version.split()[0]}, {args.faces} faces, median of {args.repeat}")
+    print(f"Pillow {PIL.__version__}, Python {sys.version.split()[0]}, {args.faces} faces, median of {args.repeat}")
     print(f"{'source':<16} {'mode':<9} {'MB in':>6} {'ms':>7} {'ms/MP':>6} {'+MB':>5} {'B/px':>5} {'base MB':>8}")
     worst_bpp, base, jpeg_ms_per_mp, mb_per_mp = 0.0, 0.0, [], []
     with tempfile.TemporaryDirectory() as folder:

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from detect_faces.contract import EnvVar
-from detect_faces.settings import ConfigurationError, required
+from detect_faces.settings import ConfigurationError as ConfigurationError  # re-exported: the handler names it
+from detect_faces.settings import required
 
 from .redact import DEFAULT_MARGIN, MAX_MARGIN, Mode
 

@@ -129,7 +129,7 @@ def resolved_events_policy(s: Synth, bus_arn: str) -> dict[str, Any]:
 
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and "Fn::GetAtt" in value:
-            return attributes[tuple(value["Fn::GetAtt"])]  # type: ignore[index]
+            return attributes[tuple(value["Fn::GetAtt"])]
         if isinstance(value, dict) and "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
             return separator.join(str(resolve(p)) for p in parts)
