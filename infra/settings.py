@@ -20,11 +20,20 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self, TypeVar
 
-from detect_faces.contract import ASYNC_MAX_EVENT_AGE_SECONDS, ASYNC_RETRY_ATTEMPTS, FACE_ATTRIBUTE_CHOICES, Delivery
+from detect_faces.contract import (
+    ASYNC_MAX_EVENT_AGE_SECONDS,
+    ASYNC_RETRY_ATTEMPTS,
+    FACE_ATTRIBUTE_CHOICES,
+    REDACTION_DEFAULT_MARGIN,
+    REDACTION_MAX_MARGIN,
+    REDACTION_MODES,
+    REDACTION_OFF,
+    Delivery,
+)
 from detect_faces.settings import Settings
 from detect_faces.subscriptions import UNSETTLED_IN_FILTERS
 
@@ -94,6 +103,11 @@ class FacepipeSettings:
     # Outcome events (docs/DESIGN.md, "Outcome events"): on by default; the bus is the default one unless named.
     events: bool = True
     event_bus: str | None = None  # a bus name, or its ARN
+    # Redacted copies (docs/REDACTION.md): off, or how a face is hidden (blur, pixelate, fill); the copies' bucket, an
+    # existing one that is not watched (None: the stack creates one); the margin added to each side of a face's box.
+    redaction: str = REDACTION_OFF
+    redaction_bucket: str | None = None
+    redaction_margin: float = REDACTION_DEFAULT_MARGIN
 
     @classmethod
     def from_values(cls, context: Context) -> Self:
@@ -104,7 +118,7 @@ class FacepipeSettings:
         buckets = read.existing_buckets()
         prefixes = read.key_prefixes(buckets)
         notifications = read.notifications(prefixes)
-        return cls(
+        settings = cls(
             existing_buckets=buckets,
             key_prefixes=prefixes,
             notifications=notifications,
@@ -125,11 +139,24 @@ class FacepipeSettings:
             events=read.choice("events", "on", ("on", "off"), str.lower) == "on",
             event_bus=read.event_bus(),
         )
+        # After every other key (their mistakes are named first, as they always were): redaction depends on two.
+        redaction = read.redaction(settings.events)
+        return replace(
+            settings,
+            redaction=redaction,
+            redaction_bucket=read.redaction_bucket(redaction, buckets),
+            redaction_margin=read.redaction_margin(redaction),
+        )
 
     @property
     def watched_prefixes(self) -> tuple[str, ...]:
         """The key prefixes the function is notified for and may read: ("",) is every key."""
         return self.key_prefixes or ("",)
+
+    @property
+    def redacts(self) -> bool:
+        """Whether the stack makes redacted copies (facepipe:redaction is not off)."""
+        return self.redaction != REDACTION_OFF
 
     @property
     def function_concurrency(self) -> int | None:
@@ -340,6 +367,51 @@ class _Reader:
                 f" ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME), got {bus!r}"
             )
         return bus
+
+    def redaction(self, events: bool) -> str:
+        mode = self.choice("redaction", REDACTION_OFF, (REDACTION_OFF, *REDACTION_MODES), str.lower)
+        if mode != REDACTION_OFF and not events:
+            raise ContextError(
+                f"context {PREFIX}redaction={mode} needs {PREFIX}events=on: the copies are made from the outcome events"
+            )
+        return mode
+
+    def redaction_bucket(self, redaction: str, watched: tuple[str, ...]) -> str | None:
+        raw = self.value("redactionBucket")
+        if raw is None:
+            return None
+        if redaction == REDACTION_OFF:
+            raise ContextError(
+                f"context {PREFIX}redactionBucket applies to redacted copies only; set {PREFIX}redaction too"
+                f" ({', '.join(REDACTION_MODES)})"
+            )
+        name = str(raw).strip()
+        if not BUCKET_NAME.fullmatch(name):
+            raise ContextError(f"context {PREFIX}redactionBucket: {name!r} is not an S3 bucket name")
+        # Whatever the prefixes: a copy goes to "<source bucket>/<key>", which a watched prefix may cover.
+        if name in watched:
+            raise ContextError(
+                f"context {PREFIX}redactionBucket: {name!r} is a watched bucket ({PREFIX}existingBuckets), and copies"
+                " written there could be analysed and copied again; name a bucket facepipe does not watch"
+            )
+        return name
+
+    def redaction_margin(self, redaction: str) -> float:
+        raw = self.value("redactionMargin")
+        if raw is None:
+            return REDACTION_DEFAULT_MARGIN
+        if redaction == REDACTION_OFF:
+            raise ContextError(
+                f"context {PREFIX}redactionMargin applies to redacted copies only; set {PREFIX}redaction too"
+                f" ({', '.join(REDACTION_MODES)})"
+            )
+        margin = _converted(raw, float)
+        if margin is None or not 0 <= margin <= REDACTION_MAX_MARGIN:  # also refuses nan
+            raise ContextError(
+                f"context {PREFIX}redactionMargin must be a fraction from 0 to {REDACTION_MAX_MARGIN:g}"
+                f" (0.15 = 15 %), got {raw!r}"
+            )
+        return margin
 
     def stack_name(self, default: str) -> str:
         raw = self.value("stackName")

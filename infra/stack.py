@@ -18,6 +18,7 @@ from detect_faces.contract import (
     OUTPUT_FUNCTION,
     OUTPUT_NOTIFICATIONS,
     OUTPUT_OPERATOR_POLICY,
+    OUTPUT_REDACTED_BUCKET,
     OUTPUT_REPORTS_BUCKET,
     OUTPUT_TABLE,
     OUTPUT_WATCHED,
@@ -31,6 +32,7 @@ from .events import OutcomeEvents
 from .function import LIVE, PipelineFunction
 from .monitoring import Monitoring
 from .operators import OperatorPolicy
+from .redaction import Redaction
 from .results_table import ResultsTable
 from .uploads import ExistingBuckets, UploadsBucket, WatchedBuckets
 
@@ -108,6 +110,23 @@ class FacepipeStack(Stack):
             if self.config.events
             else None
         )
+        # Redacted copies, from the outcome events (settings.py refuses redaction without them)
+        self.redaction = (
+            Redaction(
+                self,
+                "Redaction",
+                config=self.config,
+                uploads=self.uploads,
+                table=self.results.table,
+                dlq=self.failures.queue,
+                bus=self.outcome_events.bus,
+                powertools=self.detector.layer,
+                alarm_topic=self.monitoring.topic,
+                access_logs=reports,  # the stack's log bucket
+            )
+            if self.config.redacts and self.outcome_events is not None
+            else None
+        )
         self.operators = OperatorPolicy(
             self,
             "Operators",
@@ -142,6 +161,9 @@ class FacepipeStack(Stack):
                       description="Stream batches whose events could not be put on the bus")  # fmt: skip
             CfnOutput(self, OUTPUT_EVENT_SCHEMAS, value=events.registry.attr_registry_name,
                       description="The outcome event's schema (code bindings)")  # fmt: skip
+        if self.redaction is not None:
+            CfnOutput(self, OUTPUT_REDACTED_BUCKET, value=self.redaction.bucket.bucket_name,
+                      description="Redacted copies: s3://<this bucket>/<source bucket>/<source key>")  # fmt: skip
         CfnOutput(
             self,
             OUTPUT_OPERATOR_POLICY,
