@@ -46,7 +46,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             print(f"would replay {planned['key']} ({planned['error_type']}: {planned['error_message']})")
         print(f"{len(report.planned)} record(s) would be replayed; nothing was changed")
     else:
-        print(f"replayed {report.replayed} record(s) through {target.function_name}; deleted them from the DLQ")
+        through = ", ".join(f"{name} ({count})" for name, count in sorted(report.replayed_to.items()))
+        if set(report.replayed_to) <= {target.function_name}:
+            through = target.function_name
+        print(f"replayed {report.replayed} record(s) through {through}; deleted them from the DLQ")
     if report.skipped:
         print(f"{report.skipped} message(s) cannot be replayed and were left in the DLQ:")
         for reason, count in sorted(report.cannot_replay.items(), key=lambda item: (-item[1], item[0])):

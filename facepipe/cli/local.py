@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from detect_faces.contract import FACE_ATTRIBUTE_CHOICES, Delivery
+from detect_faces.contract import FACE_ATTRIBUTE_CHOICES, REDACTION_MODES, REDACTION_OFF, Delivery
 from detect_faces.settings import Settings
 
 from .base import CliError, Subcommands
@@ -24,7 +24,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     try:
-        run = demo.run(out, args.concurrency, args.timeout)
+        run = demo.run(out, args.concurrency, args.timeout, redaction=args.redaction)
     except demo.DemoTimeout as exc:
         raise CliError(str(exc)) from None
     print()
@@ -35,6 +35,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("DetectFaces answers come from the local emulator: BoundingBox, Confidence, five landmarks, Pose and")
     print("Quality from a real detector (CenterFace); ALL-only attributes (age, emotions, ...) are not emulated.")
     print(f"Annotated images: {out}")
+    if run.redacted:
+        print(
+            f"Redacted copies ({args.redaction}, every detected face hidden; *.redacted.*): {out} "
+            f"({len(run.redacted)} files, as the redaction function wrote them to the local redacted bucket)"
+        )
     if run.unexpected:
         print(f"{run.unexpected} outcome(s) differ from what the demo expects", file=sys.stderr)
         return 1
@@ -51,6 +56,20 @@ def _report(event: dict[str, Any], result: Any, error: BaseException | None) -> 
         print(f"  {record['outcome']:<13} {record['key']}  {detail}", flush=True)
 
 
+def _report_redaction(event: dict[str, Any], result: Any, error: BaseException | None) -> None:
+    """Each invocation of the redaction function as `local up` prints it."""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    where = f"{detail.get('bucket')}/{detail.get('key')}" if isinstance(detail, dict) else "?"
+    if error is not None:
+        print(
+            f"  ! redaction failed: {where}: {type(error).__name__}: {error} (Lambda retries, then the DLQ)", flush=True
+        )
+        return
+    action = (result or {}).get("action", "?")
+    reason = (result or {}).get("reason", "")
+    print(f"  redaction {action:<13} {where}  {reason}".rstrip(), flush=True)
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from facepipe.local import LocalSettings, running, state
     from facepipe.local.attach import AttachError
@@ -64,6 +83,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         notifications=args.notifications,
         existing_bucket=args.existing_bucket,
         key_prefix=args.key_prefix if args.key_prefix is not None else ("uploads/" if args.existing_bucket else ""),
+        redaction=args.redaction,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
@@ -71,7 +91,15 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     detector = FixedDetector() if args.fast_detector else None
     with contextlib.ExitStack() as cleanup:
         try:
-            pipeline = cleanup.enter_context(running(settings, port=args.port, on_result=_report, detector=detector))
+            pipeline = cleanup.enter_context(
+                running(
+                    settings,
+                    port=args.port,
+                    on_result=_report,
+                    on_redaction_result=_report_redaction,
+                    detector=detector,
+                )
+            )
         except AttachError as exc:
             print(f"facepipe: {exc}", file=sys.stderr)
             if settings.notifications == Delivery.S3:
@@ -89,6 +117,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             if settings.existing_bucket
             else ""
         )
+        redacted = (
+            f"{settings.redaction}: copies in s3://{pipeline.redacted_bucket}/<bucket>/<key>"
+            if pipeline.redacted_bucket
+            else "off (--redaction blur|pixelate|fill)"
+        )
         print(textwrap.dedent(f"""\
             facepipe local stack is up (Ctrl-C to stop)
               AWS endpoint (S3, DynamoDB, SQS, EventBridge): {pipeline.endpoint}
@@ -97,6 +130,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
               watching:    {watched} via {settings.notifications}{existing}
               table:       {pipeline.table}
               DLQ:         {pipeline.dlq_url}
+              redaction:   {redacted}
 
             Drop a photo in from another shell (fake credentials; nothing leaves this machine):
               AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={pipeline.settings.region} \\
@@ -126,6 +160,13 @@ def register(sub: Subcommands) -> None:
     demo.add_argument("--out", default="facepipe-demo-output", help="folder for annotated images")
     demo.add_argument("--concurrency", type=int, default=4, help="local Lambda concurrency (default 4)")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every outcome")
+    demo.add_argument(
+        "--redaction",
+        choices=(REDACTION_OFF, *REDACTION_MODES),
+        default="blur",
+        help="also run the redaction function and save each photo's redacted copy beside its annotated image "
+        "(default blur; off: none)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     local = sub.add_parser("local", help="the local stack")
@@ -136,6 +177,7 @@ def register(sub: Subcommands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m facepipe local up --port 4566 --tps 5\n"
         "  python -m facepipe local up --notifications eventbridge\n"
+        "  python -m facepipe local up --redaction blur\n"
         "  python -m facepipe local up --existing-bucket my-photos --key-prefix uploads/",
     )
     up.add_argument("--port", type=int, default=4566, help="port of the embedded AWS endpoint (default 4566)")
@@ -167,5 +209,11 @@ def register(sub: Subcommands) -> None:
         "--fast-detector",
         action="store_true",
         help="one fixed face per image, instantly: rehearse quotas without the detector's cost",
+    )
+    up.add_argument(
+        "--redaction",
+        choices=(REDACTION_OFF, *REDACTION_MODES),
+        default=REDACTION_OFF,
+        help="redacted copies of every analysed image, faces hidden this way, as facepipe:redaction (default off)",
     )
     up.set_defaults(func=cmd_local_up)

@@ -29,6 +29,16 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.redacted:
+        copy = ops.show_redacted(target_of(args), args.uri, args.output)
+        version = copy.result.version_id
+        print(
+            f"{copy.path}: the redacted copy of {args.uri}"
+            + (f" (version {version})" if version else "")
+            + f", from {copy.uri}"
+            + (f" ({copy.redaction})" if copy.redaction else "")
+        )
+        return 0
     path, result = ops.show(target_of(args), args.uri, args.output)
     print(
         f"{path}: {result.face_count} face(s) drawn on {args.uri}"
@@ -55,8 +65,16 @@ def register(sub: Subcommands) -> None:
         sub,
         "show",
         "draw an image's stored boxes and landmarks into a PNG/JPEG",
-        "python -m facepipe show s3://my-bucket/photos/team.jpg -o team.png",
+        "python -m facepipe show s3://my-bucket/photos/team.jpg -o team.png\n"
+        "  python -m facepipe show s3://my-bucket/photos/team.jpg --redacted -o team-redacted.jpg",
         cmd_show,
     )
     show.add_argument("uri", help="s3://bucket/key")
-    show.add_argument("-o", "--output", help="output file (.png or .jpg; default <name>.annotated.png)")
+    show.add_argument(
+        "-o", "--output", help="output file (.png or .jpg; default <name>.annotated.png, <name>.redacted.<ext>)"
+    )
+    show.add_argument(
+        "--redacted",
+        action="store_true",
+        help="the image's redacted copy (facepipe:redaction, `local up --redaction`) instead of the boxes drawn",
+    )

@@ -26,6 +26,10 @@ LOCAL_BUCKET = "facepipe-uploads"
 LOCAL_TABLE = "facepipe-results"
 LOCAL_DLQ = "facepipe-dlq"
 LOCAL_NOTIFICATIONS = "facepipe-bucket-notifications"
+LOCAL_REDACTION_FUNCTION = "facepipe-local-redaction"
+LOCAL_REDACTED_BUCKET = "facepipe-redacted"  # the redacted copies (local up --redaction), never a watched bucket
+LOCAL_REDACTION_QUEUE = "facepipe-redaction-events"  # the redaction rule's target: the function's async intake
+LOCAL_REDACTION_RULE = "facepipe-redaction"
 LOCAL_REPORTS = "facepipe-reports"  # the stack's log bucket: Batch Operations manifests and reports
 LOCAL_STACK_ID = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/facepipe-local/00000000-0000-0000-0000-000000000000"
 # `local up --existing-bucket`: another consumer of that bucket's events, there before facepipe attaches.

@@ -1,4 +1,5 @@
-"""The demo: the sample photos through the whole local pipeline, each outcome checked against what it should be."""
+"""The demo: the sample photos through the whole local pipeline, each outcome checked against what it should be;
+with redaction on (the default), each analysed photo's redacted copy saved beside its annotated image."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detect_faces.contract import Status
+from detect_faces.contract import REDACTION_OFF, Status
 from detect_faces.results import ResultsStore
 from facepipe.common import photos
 from facepipe.common.annotate import annotate, save
@@ -22,20 +23,38 @@ class DemoTimeout(Exception):
 
 @dataclass
 class DemoRun:
-    rows: list[list[str]] = field(default_factory=list)  # key, status, faces, expected, check, reason, annotated
+    rows: list[list[str]] = field(default_factory=list)  # HEADERS
     unexpected: int = 0
     summary: str = ""
+    redacted: list[Path] = field(default_factory=list)  # the redacted copies saved, beside the annotated images
 
 
-HEADERS = ["key", "status", "faces", "expected", "check", "reason", "annotated"]
+HEADERS = ["key", "status", "faces", "expected", "check", "reason", "annotated", "redacted"]
+DEFAULT_REDACTION = "blur"  # `make demo` shows the redacted copies too
 
 
-def run(out: Path, concurrency: int, timeout: float, announce: Callable[[str], None] = print) -> DemoRun:
+def _name(key: str) -> str:
+    """A file name for a sample's key, without its extension: `photos/Group Shot.PNG` -> `Group_Shot`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key.split("/")[-1].rsplit(".", 1)[0])
+
+
+def run(
+    out: Path,
+    concurrency: int,
+    timeout: float,
+    announce: Callable[[str], None] = print,
+    redaction: str = DEFAULT_REDACTION,
+) -> DemoRun:
+    from redaction.copies import copy_key
+
     out.mkdir(parents=True, exist_ok=True)
     demo = photos.demo_set()
-    announce("Starting local AWS (moto), the DetectFaces emulator (CenterFace) and the local Lambda runtime...")
+    announce(
+        "Starting local AWS (moto), the DetectFaces emulator (CenterFace) and the local Lambda runtime"
+        + (f" (and the redaction function, {redaction})..." if redaction != REDACTION_OFF else "...")
+    )
     report = DemoRun()
-    with running(LocalSettings(concurrency=concurrency)) as pipeline:
+    with running(LocalSettings(concurrency=concurrency, redaction=redaction)) as pipeline:
         s3 = pipeline.client("s3")
         announce(f"Uploading {len(demo)} files to s3://{pipeline.bucket}/ ...")
         for sample in demo:
@@ -57,13 +76,21 @@ def run(out: Path, concurrency: int, timeout: float, announce: Callable[[str], N
             report.unexpected += not ok
             annotated = ""
             if result and result.faces:
-                name = re.sub(r"[^A-Za-z0-9._-]+", "_", sample.key.split("/")[-1].rsplit(".", 1)[0]) + ".png"
+                name = _name(sample.key) + ".png"
                 save(annotate(sample.body, result.faces), str(out / name))
                 annotated = name
+            redacted = ""
+            if pipeline.redacted_bucket and result and result.status == Status.DETECTED:
+                # every analysed image has its copy (one with no face too): in its own format, as the function wrote it
+                copy = s3.get_object(Bucket=pipeline.redacted_bucket, Key=copy_key(pipeline.bucket, sample.key))
+                suffix = {"image/png": ".png"}.get(copy.get("ContentType", ""), ".jpg")
+                redacted = f"{_name(sample.key)}.redacted{suffix}"
+                (out / redacted).write_bytes(copy["Body"].read())
+                report.redacted.append(out / redacted)
             reason = (result.reason or "") if result else ""
             faces = str(result.face_count) if result and result.face_count is not None else "-"
             report.rows.append([sample.key, status, faces, sample.expected, "ok" if ok else "UNEXPECTED",
-                                textwrap.shorten(reason, 60), annotated])  # fmt: skip
+                                textwrap.shorten(reason, 60), annotated, redacted])  # fmt: skip
         stats = pipeline.runtime.stats if pipeline.runtime else None
         emu = pipeline.emulator.stats if pipeline.emulator else None
         if stats and emu:

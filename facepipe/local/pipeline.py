@@ -4,8 +4,12 @@
   └─ uploads bucket ──notifications──► SQS queue ──► local Lambda runtime ──► detect_faces.handler
        (or ──EventBridge──► rule ──┘)                                         ├─► results table
   DetectFaces emulator (CenterFace) ◄── AWS_ENDPOINT_URL_REKOGNITION ─────────┘─► DLQ
+  results table stream ──► outcome events (EventBridge, source facepipe)
+       └─ with `redaction` on: rule ──► SQS queue ──► a second local Lambda runtime ──► redaction.handler
+                                                       ├─► redacted bucket: <bucket>/<key>
+                                                       └─► DLQ
 
-The handler is the deployed one, built from the environment exactly as in Lambda. The bucket is subscribed the
+The handlers are the deployed ones, built from the environment exactly as in Lambda. The bucket is subscribed the
 way the stack subscribes it (detect_faces.subscriptions); with `existing_bucket`, an unversioned bucket that
 another consumer already uses, through CDK's own notification handler (attach.py), which keeps that consumer's
 events.
@@ -22,7 +26,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from detect_faces.contract import CLAIM_LEASE_MARGIN_SECONDS, Delivery, EnvVar
+from detect_faces.contract import (
+    CLAIM_LEASE_MARGIN_SECONDS,
+    OUTCOME_EVENT_SOURCE,
+    REDACTION_DEFAULT_MARGIN,
+    REDACTION_MODES,
+    REDACTION_OFF,
+    Delivery,
+    EnvVar,
+    OutcomeEvent,
+)
 from detect_faces.settings import Settings
 from detect_faces.subscriptions import NOTIFICATION_EVENTS, eventbridge_pattern, notification_form
 from facepipe.common.clients import ClientFor
@@ -64,6 +77,12 @@ class LocalSettings:
     existing_bucket: str | None = None
     key_prefix: str = ""  # as facepipe:keyPrefixes (one prefix); "" is every key
     events: bool = True  # as facepipe:events: every stored outcome is an event on the embedded EventBridge
+    # As facepipe:redaction: off, or how the redaction function hides faces (REDACTION_MODES); needs `events`
+    redaction: str = REDACTION_OFF
+    redaction_margin: float = REDACTION_DEFAULT_MARGIN  # as facepipe:redactionMargin
+
+
+REDACTION_CHOICES = (REDACTION_OFF, *REDACTION_MODES)  # LocalSettings.redaction, `local up --redaction`
 
 
 class LocalPipeline:
@@ -76,6 +95,7 @@ class LocalPipeline:
         fault: Callable[[dict[str, Any]], RekognitionError | None] | None = None,
         handler: Handler | None = None,
         on_result: OnResult | None = None,
+        on_redaction_result: OnResult | None = None,
     ) -> None:
         self.settings = settings or LocalSettings()
         self.port = port
@@ -83,6 +103,7 @@ class LocalPipeline:
         self._fault = fault
         self._handler = handler
         self._on_result = on_result
+        self._on_redaction_result = on_redaction_result
         self._saved_env: dict[str, str | None] = {}
         self.endpoint = ""
         self.rekognition_endpoint = ""
@@ -97,6 +118,13 @@ class LocalPipeline:
         self.emulator: DetectFacesEmulator | None = None
         self.runtime: LocalLambdaRuntime | None = None
         self.outcome_events: LocalOutcomeEvents | None = None
+        self.redacted_bucket = ""  # with redaction on: where the copies go
+        self.redaction_queue_url = ""
+        self.redaction_runtime: LocalLambdaRuntime | None = None
+
+    @property
+    def redaction(self) -> bool:
+        return self.settings.redaction != REDACTION_OFF
 
     # ---- clients ---------------------------------------------------------------------------------
     @property
@@ -118,6 +146,8 @@ class LocalPipeline:
             function_name=LOCAL_FUNCTION,
             locations=(f"s3://{self.bucket}/{self.settings.key_prefix}",),
             reports_bucket=aws.LOCAL_REPORTS,
+            redacted_bucket=self.redacted_bucket,
+            redaction_function_name=aws.LOCAL_REDACTION_FUNCTION if self.redaction_runtime else "",
         )
 
     @property
@@ -135,6 +165,13 @@ class LocalPipeline:
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalPipeline:
         from moto.server import ThreadedMotoServer
+
+        if self.settings.redaction not in REDACTION_CHOICES:
+            raise ValueError(
+                f"redaction must be one of {', '.join(REDACTION_CHOICES)}, got {self.settings.redaction!r}"
+            )
+        if self.redaction and not self.settings.events:
+            raise ValueError("redaction needs the outcome events (events=True): they are what drives it")
 
         moto_patches.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
@@ -203,11 +240,76 @@ class LocalPipeline:
         )
         self.runtime.poll(self.notifications_url)
         self.lambda_endpoint = self.runtime.serve_invoke_api(LOCAL_FUNCTION, port=self.port + 2 if self.port else 0)
+        if self.redaction:
+            self._start_redaction()
         if self.settings.events:
             self.outcome_events = LocalOutcomeEvents(
                 self.client("dynamodb"), self.client("dynamodbstreams"), self.client("events"), self.table
             ).start()
         return self
+
+    def _start_redaction(self) -> None:
+        """What the stack adds with facepipe:redaction (infra/redaction.py): the copies' bucket, the function with
+        its environment, and a rule on the outcome events invoking it asynchronously. Here the rule's target is a
+        queue that a second local runtime reads as Lambda's async queue (retries, then the same DLQ)."""
+        from redaction.redact import Mode
+        from redaction.settings import RedactionSettings
+
+        s3, sqs, events = self.client("s3"), self.client("sqs"), self.client("events")
+        self.redacted_bucket = aws.LOCAL_REDACTED_BUCKET
+        if self.redacted_bucket == self.bucket:  # as the stack refuses a watched redaction target
+            raise ValueError(f"the redaction bucket {self.redacted_bucket} is the watched bucket")
+        aws.create_bucket(s3, self.redacted_bucket, self.settings.region, versioned=False)  # as the stack's
+        self.redaction_queue_url = sqs.create_queue(QueueName=aws.LOCAL_REDACTION_QUEUE)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.redaction_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        pattern = {"source": [OUTCOME_EVENT_SOURCE], "detail-type": [kind.value for kind in OutcomeEvent]}
+        events.put_rule(Name=aws.LOCAL_REDACTION_RULE, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=aws.LOCAL_REDACTION_RULE, Targets=[{"Id": "redaction", "Arn": queue_arn}])
+        redaction_settings = RedactionSettings(
+            bucket=self.redacted_bucket,
+            results_table=self.table,
+            failure_queue_url=self.dlq_url,
+            mode=Mode(self.settings.redaction),
+            margin=self.settings.redaction_margin,
+        )
+        self._set_env(redaction_settings.to_env())
+        self.redaction_runtime = LocalLambdaRuntime(
+            self._redaction_handler(),
+            self.client("sqs"),
+            self.dlq_url,
+            function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{aws.LOCAL_REDACTION_FUNCTION}",
+            settings=RuntimeSettings(
+                concurrency=self.settings.concurrency,
+                retry_attempts=self.settings.retry_attempts,
+                delay_scale=self.settings.delay_scale,
+                max_event_age=self.settings.max_event_age,
+                timeout=self.settings.timeout,
+            ),
+            on_result=self._on_redaction_result,
+        )
+        self.redaction_runtime.poll(self.redaction_queue_url)
+        assert self.runtime is not None
+        self.runtime.serve_also(aws.LOCAL_REDACTION_FUNCTION, self.redaction_runtime)  # for redrive
+
+    @staticmethod
+    def _redaction_handler() -> Handler:
+        from aws_lambda_powertools.metrics.provider import cold_start
+
+        from redaction import handler
+
+        handler.set_redactor(None)
+        handler.get_redactor()  # cold start now, from the environment just set, as in Lambda
+        cold_start.is_cold_start = False  # metrics are off here (see _deployed_handler)
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            try:
+                return handler.lambda_handler(event, context)
+            finally:
+                handler.metrics.clear_metrics()  # as in _deployed_handler: disabled metrics are dropped
+
+        return invoke
 
     def _subscribe(self, s3: S3Client, sqs: SQSClient) -> None:
         """Subscribe the function's queue as the stack subscribes the function: the bucket's notifications, or
@@ -284,11 +386,40 @@ class LocalPipeline:
         if not self.runtime.wait_idle(max(0.0, end - time.monotonic())):
             return False
         # and every outcome stored so far is on the bus
-        return self.outcome_events is None or self.outcome_events.wait_idle(max(0.0, end - time.monotonic()))
+        if self.outcome_events is not None and not self.outcome_events.wait_idle(max(0.0, end - time.monotonic())):
+            return False
+        # and the redaction function has acted on every event the bus delivered to it
+        return self.redaction_runtime is None or self._wait_redaction_idle(end)
+
+    def _wait_redaction_idle(self, end: float) -> bool:
+        """Until the redaction rule's queue is empty (nothing waiting, nothing taken but not yet invoked: the runtime
+        deletes a message once it accepted it) and every invocation it accepted has ended."""
+        import time
+
+        assert self.redaction_runtime is not None
+        sqs = self.client("sqs")
+        while True:
+            counts = sqs.get_queue_attributes(
+                QueueUrl=self.redaction_queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            waiting = counts.get("ApproximateNumberOfMessages", "0")
+            taken = counts.get("ApproximateNumberOfMessagesNotVisible", "0")
+            if int(waiting) == 0 and int(taken) == 0:
+                break
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.05)
+        return self.redaction_runtime.wait_idle(max(0.0, end - time.monotonic()))
 
     def stop(self) -> None:
         if self.runtime is not None:
             self.runtime.stop()
+        if self.redaction_runtime is not None:
+            self.redaction_runtime.stop()
+            from redaction import handler as redaction_handler
+
+            redaction_handler.set_redactor(None)
         if self.outcome_events is not None:
             self.outcome_events.stop()
         if self.emulator is not None:

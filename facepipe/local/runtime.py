@@ -128,6 +128,7 @@ class LocalLambdaRuntime:
         self._receiving = threading.Lock()
         self._poller: threading.Thread | None = None
         self._api: LoopbackServer | None = None
+        self._api_functions: dict[str, LocalLambdaRuntime] = {}
 
     # ---- accepting events --------------------------------------------------------------------------
     def invoke_async(self, event: dict[str, Any]) -> str:
@@ -319,9 +320,15 @@ class LocalLambdaRuntime:
     # ---- Lambda's Invoke API, so boto3's lambda client (redrive, backfill) works against the local runtime ----
     def serve_invoke_api(self, function_name: str, host: str = "127.0.0.1", port: int = 0) -> str:
         """POST /2015-03-31/functions/{name}/invocations, InvocationType Event (202) or RequestResponse."""
-        handler = type("InvokeApi", (_InvokeApi,), {"runtime": self, "function_name": function_name})
+        self._api_functions = {function_name: self}
+        handler = type("InvokeApi", (_InvokeApi,), {"functions": self._api_functions})
         self._api = LoopbackServer(handler, "lambda-invoke-api", host, port)
         return self._api.url
+
+    def serve_also(self, function_name: str, runtime: LocalLambdaRuntime) -> None:
+        """Another function (its own runtime) behind this runtime's Invoke API: one Lambda endpoint for the local
+        stack's functions, as one account's Lambda serves them all (redrive replays to either by name)."""
+        self._api_functions[function_name] = runtime
 
     def _context(self, request_id: str) -> LocalContext:
         return LocalContext(
@@ -348,11 +355,12 @@ class LocalLambdaRuntime:
 
 
 class _InvokeApi(BaseHTTPRequestHandler):
-    """Lambda's Invoke API for one function of one runtime (serve_invoke_api sets both)."""
+    """Lambda's Invoke API for the functions of the local stack, each run by its own runtime (serve_invoke_api and
+    serve_also set them)."""
 
     protocol_version = "HTTP/1.1"
-    runtime: LocalLambdaRuntime
-    function_name: str
+    functions: dict[str, LocalLambdaRuntime]
+    runtime: LocalLambdaRuntime  # the function this request names, once _refusal found it
 
     def do_POST(self) -> None:
         payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -373,8 +381,10 @@ class _InvokeApi(BaseHTTPRequestHandler):
         if not match:
             return 404, "UnknownOperationException", f"{path} is not emulated"
         named = match.group(1)
-        if (named.rsplit(":", 1)[-1] if named.startswith("arn:") else named) != self.function_name:
+        runtime = self.functions.get(named.rsplit(":", 1)[-1] if named.startswith("arn:") else named)
+        if runtime is None:
             return 404, "ResourceNotFoundException", f"Function not found: {named}"
+        self.runtime = runtime
         return None
 
     def _invoke(self, event: Any, kind: str) -> None:

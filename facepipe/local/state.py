@@ -27,6 +27,8 @@ class LocalState:
     function_name: str
     locations: tuple[str, ...] = ()  # every watched s3://bucket/prefix (empty in states written before them)
     reports_bucket: str = ""  # Batch Operations reports of `backfill --engine batch-operations --local`
+    redacted_bucket: str = ""  # the redacted copies, with `local up --redaction`; "" when redaction is off
+    redaction_function_name: str = ""  # the redaction function, behind the same Invoke API (redrive replays to it)
 
     @property
     def client(self) -> ClientFor:
@@ -46,6 +48,8 @@ class LocalState:
             kind=TargetKind.LOCAL,
             locations=self.locations,
             reports_bucket=self.reports_bucket,
+            redaction_bucket=self.redacted_bucket,
+            redaction_function_name=self.redaction_function_name,
         )
 
 

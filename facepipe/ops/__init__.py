@@ -12,7 +12,7 @@ from .errors import OpsError
 from .failures import UNKNOWN_KEY, Failure, list_failures
 from .pacing import RateLimiter
 from .redrive import CLOCK_SKEW_MS, RedriveReport, redrive
-from .results import list_results, result_json, show
+from .results import RedactedCopy, list_results, result_json, show, show_redacted
 from .targets import Target, TargetKind, parse_s3_uri, stack_target
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Failure",
     "OpsError",
     "RateLimiter",
+    "RedactedCopy",
     "RedriveReport",
     "Target",
     "TargetKind",
@@ -35,5 +36,6 @@ __all__ = [
     "redrive",
     "result_json",
     "show",
+    "show_redacted",
     "stack_target",
 ]

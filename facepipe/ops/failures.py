@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from detect_faces.contract import REDRIVE_FLAG
+from detect_faces.contract import OUTCOME_EVENT_SOURCE, REDRIVE_FLAG, OutcomeEvent
 from detect_faces.model import ImageEvent, is_eventbridge_s3
 
 from .targets import Target
@@ -39,6 +39,17 @@ TOO_DEEP = f"body is JSON nested deeper than {MAX_NESTING} levels"
 NOT_AN_OBJECT = "body is not a JSON object"
 NO_PAYLOAD = "no event to replay: requestPayload is missing or not a JSON object"
 NO_RECORDS = "requestPayload holds no S3 records"
+OUTCOME_DETAIL_TYPES = frozenset(kind.value for kind in OutcomeEvent)
+
+
+def is_outcome_event(value: Any) -> bool:
+    """A facepipe outcome event (source `facepipe`, one of the four detail-types): what the redaction function is
+    invoked with, so a failure record of that function holds one as its requestPayload (docs/REDACTION.md)."""
+    return (
+        isinstance(value, dict)
+        and value.get("source") == OUTCOME_EVENT_SOURCE
+        and value.get("detail-type") in OUTCOME_DETAIL_TYPES
+    )
 
 
 @dataclass
@@ -56,9 +67,16 @@ class Failure:
 
     @property
     def undelivered(self) -> bool:
-        """EventBridge's own DLQ message: an S3 event the rule could not hand to Lambda at all (the function
-        deleted, its permission removed). The body is the event itself; ERROR_CODE/ERROR_MESSAGE say why."""
-        return is_eventbridge_s3(self.body)
+        """EventBridge's own DLQ message: an S3 event (or, for the redaction function, an outcome event) the rule
+        could not hand to Lambda at all (the function deleted, its permission removed). The body is the event
+        itself; ERROR_CODE/ERROR_MESSAGE say why."""
+        return is_eventbridge_s3(self.body) or is_outcome_event(self.body)
+
+    @property
+    def outcome_event(self) -> bool:
+        """The failed event is a facepipe outcome event: a failure of the redaction function, which a replay goes
+        to (not the detect function)."""
+        return is_outcome_event(self.payload)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -72,7 +90,7 @@ class Failure:
     def records(self) -> list[dict[str, Any]]:
         """The S3 records the failed event held; an EventBridge event (one object) counts as one."""
         payload = self.payload
-        if is_eventbridge_s3(payload):
+        if is_eventbridge_s3(payload) or is_outcome_event(payload):
             return [payload]
         records = payload.get("Records") if isinstance(payload, dict) else None
         return records if isinstance(records, list) else []
@@ -92,6 +110,8 @@ class Failure:
             return NO_PAYLOAD
         if not self.records:
             return NO_RECORDS
+        if self.outcome_event:
+            return _outcome_problem(self.payload)
         for n, record in enumerate(self.records, 1):
             try:
                 _parse(record)
@@ -130,7 +150,10 @@ class Failure:
         condition = context.get("condition")
         timestamp = None if self.undelivered else body.get("timestamp")
         first = _mapping(self.records[0]) if self.records else {}
-        if is_eventbridge_s3(first):  # keys are not URL-encoded in EventBridge events
+        if is_outcome_event(first):  # the image the outcome is about (its detail: schemas/outcome-event-detail)
+            detail = _mapping(first.get("detail"))
+            bucket, key, version = detail.get("bucket"), detail.get("key"), detail.get("version_id")
+        elif is_eventbridge_s3(first):  # keys are not URL-encoded in EventBridge events
             detail = _mapping(first.get("detail"))
             obj, bucket = _mapping(detail.get("object")), _mapping(detail.get("bucket")).get("name")
             key, version = obj.get("key"), obj.get("version-id")
@@ -197,6 +220,17 @@ def _text(value: Any, default: str = "") -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _outcome_problem(event: dict[str, Any]) -> str | None:
+    """Why the redaction function would refuse this outcome event (its own parser), or None."""
+    from redaction.outcomes import InvalidOutcomeEvent, parse
+
+    try:
+        parse(event)
+    except InvalidOutcomeEvent as exc:
+        return f"outcome event cannot be parsed: {_clip(str(exc), 120)}"
+    return None
 
 
 def _parse(record: dict[str, Any]) -> ImageEvent:

@@ -34,6 +34,7 @@ class RedriveReport:
     run_id: str = ""
     cannot_replay: dict[str, int] = field(default_factory=dict)  # why the skipped ones cannot be replayed -> how many
     hidden: int = 0  # left in the queue but not made visible again: they reappear within VISIBILITY_SECONDS
+    replayed_to: dict[str, int] = field(default_factory=dict)  # function name -> records replayed to it
 
 
 # SentTimestamp is SQS's clock, the run's start is the operator's: allow this much skew between them.
@@ -57,7 +58,8 @@ def redrive(
     run_id: str | None = None,
 ) -> RedriveReport:
     """Replay each failure record's requestPayload through the function (async invoke), then delete the
-    message — only once Lambda accepted the replay (202). Anything else stays in the queue.
+    message — only once Lambda accepted the replay (202). Anything else stays in the queue. An outcome event's
+    record (the redaction function's) is replayed to the redaction function, and left when the target names none.
 
     A run replays only what was in the queue when it began: a replay that fails again is dead-lettered
     as a new message, marked with this run's id (the function and Lambda's on-failure record keep the
@@ -80,7 +82,7 @@ def redrive(
                 if failure.redrive_run == report.run_id or failure.sent_ms > started_ms + CLOCK_SKEW_MS:
                     report.new += 1
                 else:
-                    problem = failure.problem
+                    problem = failure.problem or _no_function(target, failure)
                     if problem is None and dry_run:
                         report.planned.append(failure.summary())
                     elif problem is None:
@@ -88,6 +90,8 @@ def redrive(
                         if problem is None:
                             sqs.delete_message(QueueUrl=target.dlq_url, ReceiptHandle=failure.receipt_handle)
                             report.replayed += 1
+                            name = function_for(target, failure)
+                            report.replayed_to[name] = report.replayed_to.get(name, 0) + 1
                             progress(1)
                             pending.pop(0)
                             continue
@@ -111,6 +115,21 @@ def _approximate_count(sqs: SQSClient, url: str) -> int:
     return sum(int(attributes.get(name, "0")) for name in names)
 
 
+NO_REDACTION_FUNCTION = (
+    "a failure of the redaction function (an outcome event), and the stack names no redaction function to replay it to"
+)
+
+
+def function_for(target: Target, failure: Failure) -> str:
+    """The function a replay of `failure` goes to: the redaction function for an outcome event (its failure
+    records hold one), else the detect function; "" when the target names no such function."""
+    return target.redaction_function_name if failure.outcome_event else target.function_name
+
+
+def _no_function(target: Target, failure: Failure) -> str | None:
+    return NO_REDACTION_FUNCTION if not function_for(target, failure) else None
+
+
 def _replay(target: Target, lambda_: LambdaClient, failure: Failure, limiter: RateLimiter, run_id: str) -> str | None:
     """Invoke the function with the record's payload; None once Lambda accepted it, or why Lambda refused this
     payload (PAYLOAD_REFUSALS). Any other refusal stops the run (OpsError)."""
@@ -118,7 +137,7 @@ def _replay(target: Target, lambda_: LambdaClient, failure: Failure, limiter: Ra
     limiter.wait()
     try:
         response = lambda_.invoke(
-            FunctionName=target.function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+            FunctionName=function_for(target, failure), InvocationType="Event", Payload=json.dumps(payload).encode()
         )
     except ClientError as exc:
         error = exc.response["Error"]

@@ -18,6 +18,7 @@ from detect_faces.contract import (
     OUTPUT_BUCKET,
     OUTPUT_DLQ_URL,
     OUTPUT_FUNCTION,
+    OUTPUT_REDACTED_BUCKET,
     OUTPUT_REPORTS_BUCKET,
     OUTPUT_TABLE,
     OUTPUT_WATCHED,
@@ -52,6 +53,11 @@ class Target:
     backlog_function_arn: str = ""
     batch_job_role_arn: str = ""
     reports_bucket: str = ""
+    # With redacted copies on (facepipe:redaction, `local up --redaction`): the copies' bucket; "" when off
+    redaction_bucket: str = ""
+    # The redaction function, which `redrive` replays outcome events' failure records to; "" when the stack names
+    # none (a deployed stack has no output for it yet: those records are listed, not replayed)
+    redaction_function_name: str = ""
 
     def results(self) -> ResultsStore:
         return ResultsStore(self.client_for("dynamodb"), self.table)
@@ -118,6 +124,7 @@ def stack_target(stack_name: str, session: Session | None = None) -> Target:
         backlog_function_arn=outputs.get(OUTPUT_BACKLOG_FUNCTION, ""),
         batch_job_role_arn=outputs.get(OUTPUT_BATCH_JOB_ROLE, ""),
         reports_bucket=outputs.get(OUTPUT_REPORTS_BUCKET, ""),
+        redaction_bucket=outputs.get(OUTPUT_REDACTED_BUCKET, ""),
     )
 
 
