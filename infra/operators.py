@@ -17,7 +17,8 @@ from constructs import Construct
 from detect_faces.contract import INDEX_BY_KEY, MANIFESTS_PREFIX
 
 from .backlog import Backlog
-from .nag import arn_of, pseudo
+from .nag import acknowledge_verbatim, arn_of, pseudo
+from .redaction import Redaction
 from .uploads import WatchedBuckets
 
 
@@ -33,6 +34,7 @@ class OperatorPolicy(Construct):
         function: lambda_.IFunction,
         backlog: Backlog,
         kms_key_arns: tuple[str, ...] = (),
+        redaction: Redaction | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -111,6 +113,7 @@ class OperatorPolicy(Construct):
                 actions=["s3:PutObject"],
                 resources=[backlog.reports.arn_for_objects(f"{MANIFESTS_PREFIX}*")],
             ),
+            *(self._redaction(redaction) if redaction is not None else []),
         ]
         self.policy = iam.ManagedPolicy(
             self,
@@ -121,6 +124,12 @@ class OperatorPolicy(Construct):
         uploads.acknowledge_object_wildcards(
             self.policy, "show reads whichever image the operator names: any key under a watched prefix."
         )
+        if redaction is not None:
+            acknowledge_verbatim(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::{redaction.copies_in_findings}]",
+                "show --redacted reads whichever copy the operator names: any key of the redaction bucket.",
+            )
         Validations.of(self.policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
@@ -136,3 +145,19 @@ class OperatorPolicy(Construct):
                 reason="The CLI writes each job's CSV manifest under the manifests prefix: any key under it.",
             ),
         )
+
+    @staticmethod
+    def _redaction(redaction: Redaction) -> list[iam.PolicyStatement]:
+        """With redacted copies: show --redacted reads a copy; redrive replays the redaction function's failures."""
+        return [
+            iam.PolicyStatement(
+                sid="ReadRedactedCopies",
+                actions=["s3:GetObject"],
+                resources=[redaction.bucket.arn_for_objects("*")],
+            ),
+            iam.PolicyStatement(
+                sid="InvokeTheRedactionFunction",
+                actions=["lambda:InvokeFunction"],
+                resources=[redaction.function.function_arn],
+            ),
+        ]

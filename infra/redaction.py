@@ -84,6 +84,7 @@ class Redaction(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.bucket = self._bucket(config, access_logs)
+        self.copies_in_findings = self._copies_in_findings(self.bucket, config)
         log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy(config))
         log_group_cfn = log_group.node.default_child
         assert isinstance(log_group_cfn, logs.CfnLogGroup)
@@ -205,6 +206,14 @@ class Redaction(Construct):
         for statement in statements:
             self.role.add_to_policy(statement)
 
+    @staticmethod
+    def _copies_in_findings(bucket: s3.IBucket, config: FacepipeConfig) -> str:
+        """Every copy's ARN (the bucket's /*) as a cdk-nag finding writes it, for narrow acknowledgments."""
+        if config.redaction_bucket is None:
+            return f"{arn_of(bucket)}/*"
+        partition = pseudo(Stack.of(bucket).partition, "AWS::Partition")
+        return f"arn:{partition}:s3:::{bucket.bucket_name}/*"
+
     def _acknowledge(self, config: FacepipeConfig, uploads: WatchedBuckets) -> None:
         policy = self.role.node.find_child("DefaultPolicy")
         assert isinstance(policy, Construct)
@@ -218,13 +227,8 @@ class Redaction(Construct):
         uploads.acknowledge_object_wildcards(
             policy, "The function reads the analysed version of whichever image an outcome names: any watched key."
         )
-        if config.redaction_bucket is None:
-            copies = f"{arn_of(self.bucket)}/*"
-        else:
-            partition = pseudo(Stack.of(self).partition, "AWS::Partition")
-            copies = f"arn:{partition}:s3:::{self.bucket.bucket_name}/*"
         acknowledge_verbatim(
             policy,
-            f"AwsSolutions-IAM5[Resource::{copies}]",
+            f"AwsSolutions-IAM5[Resource::{self.copies_in_findings}]",
             "A copy's key is its source's `<bucket>/<key>`: any key of the redaction bucket, and no other bucket.",
         )

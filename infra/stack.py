@@ -19,6 +19,7 @@ from detect_faces.contract import (
     OUTPUT_NOTIFICATIONS,
     OUTPUT_OPERATOR_POLICY,
     OUTPUT_REDACTED_BUCKET,
+    OUTPUT_REDACTION_FUNCTION,
     OUTPUT_REPORTS_BUCKET,
     OUTPUT_TABLE,
     OUTPUT_WATCHED,
@@ -136,6 +137,7 @@ class FacepipeStack(Stack):
             function=self.detector.function,
             backlog=self.backlog,
             kms_key_arns=self.config.kms_key_arns,
+            redaction=self.redaction,
         )
         CfnOutput(self, OUTPUT_BUCKET, value=self.uploads.buckets[0].bucket_name, description="Upload images here")
         CfnOutput(
@@ -164,6 +166,8 @@ class FacepipeStack(Stack):
         if self.redaction is not None:
             CfnOutput(self, OUTPUT_REDACTED_BUCKET, value=self.redaction.bucket.bucket_name,
                       description="Redacted copies: s3://<this bucket>/<source bucket>/<source key>")  # fmt: skip
+            CfnOutput(self, OUTPUT_REDACTION_FUNCTION, value=self.redaction.function.function_name,
+                      description="The redaction function (redrive replays its failure records to it)")  # fmt: skip
         CfnOutput(
             self,
             OUTPUT_OPERATOR_POLICY,

@@ -19,6 +19,7 @@ from detect_faces.contract import (
     OUTPUT_DLQ_URL,
     OUTPUT_FUNCTION,
     OUTPUT_REDACTED_BUCKET,
+    OUTPUT_REDACTION_FUNCTION,
     OUTPUT_REPORTS_BUCKET,
     OUTPUT_TABLE,
     OUTPUT_WATCHED,
@@ -125,6 +126,7 @@ def stack_target(stack_name: str, session: Session | None = None) -> Target:
         batch_job_role_arn=outputs.get(OUTPUT_BATCH_JOB_ROLE, ""),
         reports_bucket=outputs.get(OUTPUT_REPORTS_BUCKET, ""),
         redaction_bucket=outputs.get(OUTPUT_REDACTED_BUCKET, ""),
+        redaction_function_name=outputs.get(OUTPUT_REDACTION_FUNCTION, ""),
     )
 
 

@@ -128,6 +128,7 @@ OUTPUT_EVENTS_UNDELIVERED = "EventsUndeliveredQueueUrl"
 OUTPUT_EVENT_SCHEMAS = "EventSchemaRegistryName"
 # With redacted copies on (facepipe:redaction): the bucket the copies go to
 OUTPUT_REDACTED_BUCKET = "RedactedBucketName"
+OUTPUT_REDACTION_FUNCTION = "RedactionFunctionName"  # what redrive replays the redaction function's failures to
 
 # ---- operator events -----------------------------------------------------------------------------------
 # An event that carries this key is an operator's replay of a dead-lettered record (`facepipe redrive`).

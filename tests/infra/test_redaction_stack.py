@@ -278,6 +278,19 @@ def test_the_output_names_the_redaction_bucket(redaction_synth: Synth) -> None:
     assert contract.OUTPUT_REDACTED_BUCKET == "RedactedBucketName"
 
 
+def test_operators_may_read_copies_and_replay_to_the_redaction_function_and_no_more(redaction_synth: Synth) -> None:
+    s = redaction_synth
+    output = s.raw["Outputs"][contract.OUTPUT_REDACTION_FUNCTION]
+    function_id, _ = redaction_function(s)
+    assert output["Value"] == {"Ref": function_id}
+    (policy,) = s.resources("AWS::IAM::ManagedPolicy").values()
+    document = resolved(s, policy["Properties"]["PolicyDocument"])
+    copy = f"arn:aws:s3:::{REDACTED}/{UPLOADS}/team.jpg"
+    assert allowed(document, "s3:GetObject", copy)  # show --redacted
+    assert allowed(document, "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_id}")
+    assert not allowed(document, "s3:PutObject", copy) and not allowed(document, "s3:DeleteObject", copy)
+
+
 def test_without_redaction_the_template_holds_nothing_of_it(default_synth: Synth) -> None:
     s = default_synth
     assert "redact" not in json.dumps(s.raw).lower()  # no resource, output, variable or description
