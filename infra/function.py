@@ -59,10 +59,15 @@ def function_code() -> lambda_.Code:
     )
 
 
-def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
-    layer_dir = ROOT / LAYER_DIR
-    if not (layer_dir / "python" / "aws_lambda_powertools").is_dir():
-        raise FileNotFoundError(f"{layer_dir} is missing: run `make layer` (make synth/deploy do it for you)")
+def built_layer(
+    scope: Construct, id: str, *, layer_dir: Path, package: str, make_target: str, description: str
+) -> lambda_.LayerVersion:
+    """A layer the Makefile builds with pip --platform (no Docker) into `layer_dir`: one error naming the target
+    when it is not there."""
+    if not (layer_dir / "python" / package).is_dir():
+        raise FileNotFoundError(
+            f"{layer_dir} is missing: run `make {make_target}` (make synth/deploy/test do it for you)"
+        )
     return lambda_.LayerVersion(
         scope,
         id,
@@ -70,6 +75,17 @@ def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
         compatible_runtimes=[RUNTIME],
         # No compatible_architectures: not every region accepts a layer's CompatibleArchitectures, and the
         # layer is built for the function's architecture anyway (tests/infra/test_stack.py checks it).
+        description=description,
+    )
+
+
+def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
+    return built_layer(
+        scope,
+        id,
+        layer_dir=ROOT / LAYER_DIR,
+        package="aws_lambda_powertools",
+        make_target="layer",
         description=f"aws-lambda-powertools=={POWERTOOLS_VERSION} (no X-Ray SDK)",
     )
 

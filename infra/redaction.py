@@ -33,7 +33,7 @@ from detect_faces.contract import (
 
 from .config import LAMBDA_CODE_DIR, FacepipeConfig, pinned_version
 from .delivery import EVENTBRIDGE_DELIVERY_ATTEMPTS, EVENTBRIDGE_DELIVERY_MAX_AGE
-from .function import ARCHITECTURE, RUNTIME, function_code
+from .function import ARCHITECTURE, RUNTIME, built_layer, function_code
 from .nag import acknowledge_verbatim, arn_of, pseudo
 from .removal import private_bucket, removal_policy
 from .uploads import WatchedBuckets
@@ -51,16 +51,12 @@ ACCESS_LOG_PREFIX = "redacted/"
 
 def redaction_layer(scope: Construct, id: str, layer_dir: Path = REDACTION_LAYER_DIR) -> lambda_.LayerVersion:
     """Pillow for Lambda's arm64 Python 3.14, installed by pip --platform (no Docker) into build/redaction-layer."""
-    if not (layer_dir / "python" / "PIL").is_dir():
-        raise FileNotFoundError(
-            f"{layer_dir} is missing: run `make redaction-layer` (make synth/deploy/test do it for you)"
-        )
-    return lambda_.LayerVersion(
+    return built_layer(
         scope,
         id,
-        code=lambda_.Code.from_asset(str(layer_dir)),
-        compatible_runtimes=[RUNTIME],
-        # No compatible_architectures, as the Powertools layer (infra/function.py): built for the function's anyway.
+        layer_dir=layer_dir,
+        package="PIL",
+        make_target="redaction-layer",
         description=f"pillow=={PILLOW_VERSION} for the redaction function",
     )
 

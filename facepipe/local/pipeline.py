@@ -229,13 +229,7 @@ class LocalPipeline:
             self.client("sqs"),
             self.dlq_url,
             function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{LOCAL_FUNCTION}",
-            settings=RuntimeSettings(
-                concurrency=self.settings.concurrency,
-                retry_attempts=self.settings.retry_attempts,
-                delay_scale=self.settings.delay_scale,
-                max_event_age=self.settings.max_event_age,
-                timeout=self.settings.timeout,
-            ),
+            settings=self._runtime_settings(),
             on_result=self._on_result,
         )
         self.runtime.poll(self.notifications_url)
@@ -247,6 +241,16 @@ class LocalPipeline:
                 self.client("dynamodb"), self.client("dynamodbstreams"), self.client("events"), self.table
             ).start()
         return self
+
+    def _runtime_settings(self) -> RuntimeSettings:
+        """Lambda's async semantics for a local function, as the stack configures every function alike."""
+        return RuntimeSettings(
+            concurrency=self.settings.concurrency,
+            retry_attempts=self.settings.retry_attempts,
+            delay_scale=self.settings.delay_scale,
+            max_event_age=self.settings.max_event_age,
+            timeout=self.settings.timeout,
+        )
 
     def _start_redaction(self) -> None:
         """What the stack adds with facepipe:redaction (infra/redaction.py): the copies' bucket, the function with
@@ -280,13 +284,7 @@ class LocalPipeline:
             self.client("sqs"),
             self.dlq_url,
             function_arn=f"arn:aws:lambda:{self.settings.region}:{ACCOUNT}:function:{aws.LOCAL_REDACTION_FUNCTION}",
-            settings=RuntimeSettings(
-                concurrency=self.settings.concurrency,
-                retry_attempts=self.settings.retry_attempts,
-                delay_scale=self.settings.delay_scale,
-                max_event_age=self.settings.max_event_age,
-                timeout=self.settings.timeout,
-            ),
+            settings=self._runtime_settings(),
             on_result=self._on_redaction_result,
         )
         self.redaction_runtime.poll(self.redaction_queue_url)
