@@ -2,7 +2,7 @@
 
 Each works on a Target and takes its boto3 clients, a clock and a sleep, so the tests drive it with moto and
 Stubbers. Nothing here prints or imports local mode: the CLI (facepipe/cli/) picks the Target (a deployed stack
-here, the local stack from facepipe.local), calls these and prints what they return.
+here, the local stack from local mode's state), calls these and prints what they return.
 """
 
 from __future__ import annotations

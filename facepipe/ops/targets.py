@@ -1,7 +1,7 @@
 """Where the operator commands act: a deployed stack (from its CloudFormation outputs) or the local stack.
 
 A Target is built here for a deployed stack (`stack_target`) and by local mode for the local stack
-(facepipe.local.target): the commands never look for either themselves, so ops imports nothing of local mode."""
+(`local_target`): the commands never look for either themselves, so ops imports nothing of local mode."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ stack's backlog function, created, confirmed and followed from here. docs/OPERAT
 
 plan.py decides the job (the stack's resources for it, the create_job request), manifest.py writes a CSV manifest,
 jobs.py speaks to S3 Control, errors.py turns its errors into one line. On the local stack the same job is
-emulated on this machine (facepipe/local/batch_operations.py); the CLI picks which.
+emulated on this machine by local mode; the CLI picks which.
 """
 
 from __future__ import annotations

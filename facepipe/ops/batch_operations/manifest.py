@@ -1,6 +1,6 @@
 """The CSV manifest of a `backfill --engine batch-operations --manifest csv` job: the current versions under the
 prefix that have no result yet, listed here and put in the reports bucket (keys URL-encoded, as Batch Operations'
-CSV manifests require). Local mode's emulated job runs the same tasks (facepipe/local/batch_operations.py)."""
+CSV manifests require). Local mode's emulated job runs the same tasks."""
 
 from __future__ import annotations
 
