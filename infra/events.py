@@ -17,7 +17,6 @@ from aws_cdk import aws_eventschemas as eventschemas
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -34,8 +33,7 @@ from detect_faces.outcome_events import STREAM_FILTER
 
 from .config import FacepipeConfig
 from .dead_letter_queue import dead_letter_queue
-from .function import ARCHITECTURE, RUNTIME, function_code
-from .removal import removal_policy
+from .function import ARCHITECTURE, RUNTIME, function_code, function_log_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DETAIL_SCHEMA = ROOT / "schemas" / "outcome-event-detail.schema.json"
@@ -96,10 +94,7 @@ class OutcomeEvents(Construct):
         self.undelivered = dead_letter_queue(
             self, "Undelivered", config, what="the event source mapping's on-failure destination"
         )
-        log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy(config))
-        log_group_cfn = log_group.node.default_child
-        assert isinstance(log_group_cfn, logs.CfnLogGroup)
-        log_group_cfn.retention_in_days = config.log_retention_days
+        log_group = function_log_group(self, config)
         role = iam.Role(
             self,
             "Role",

@@ -79,6 +79,16 @@ def built_layer(
     )
 
 
+def function_log_group(scope: Construct, config: FacepipeConfig) -> logs.LogGroup:
+    """A function's own log group ("Logs"), kept per facepipe:logRetentionDays and facepipe:removalPolicy."""
+    group = logs.LogGroup(scope, "Logs", removal_policy=removal_policy(config))
+    # Any retention CloudWatch accepts (validated in settings), not only the enum's names.
+    group_cfn = group.node.default_child
+    assert isinstance(group_cfn, logs.CfnLogGroup)
+    group_cfn.retention_in_days = config.log_retention_days
+    return group
+
+
 def powertools_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
     return built_layer(
         scope,
@@ -106,16 +116,7 @@ class PipelineFunction(Construct):
         layer: lambda_.ILayerVersion | None = None,
     ) -> None:
         super().__init__(scope, id)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=removal_policy(config),
-        )
-        # Any retention CloudWatch accepts (validated in config), not only the enum's names.
-        log_group_cfn = self.log_group.node.default_child
-        assert isinstance(log_group_cfn, logs.CfnLogGroup)
-        log_group_cfn.retention_in_days = config.log_retention_days
+        self.log_group = function_log_group(self, config)
 
         self.role = iam.Role(
             self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=entry.role_description

@@ -15,7 +15,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -33,9 +32,9 @@ from detect_faces.contract import (
 
 from .config import LAMBDA_CODE_DIR, FacepipeConfig, pinned_version
 from .delivery import EVENTBRIDGE_DELIVERY_ATTEMPTS, EVENTBRIDGE_DELIVERY_MAX_AGE
-from .function import ARCHITECTURE, RUNTIME, built_layer, function_code
+from .function import ARCHITECTURE, RUNTIME, built_layer, function_code, function_log_group
 from .nag import acknowledge_verbatim, arn_of, pseudo
-from .removal import private_bucket, removal_policy
+from .removal import private_bucket
 from .uploads import WatchedBuckets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,10 +80,7 @@ class Redaction(Construct):
         super().__init__(scope, id)
         self.bucket = self._bucket(config, access_logs)
         self.copies_in_findings = self._copies_in_findings(self.bucket, config)
-        log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy(config))
-        log_group_cfn = log_group.node.default_child
-        assert isinstance(log_group_cfn, logs.CfnLogGroup)
-        log_group_cfn.retention_in_days = config.log_retention_days
+        log_group = function_log_group(self, config)
         self.role = iam.Role(
             self,
             "Role",
