@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from detect_faces.errors import error_code
+
 from .outcomes import Stamp
 
 if TYPE_CHECKING:
@@ -76,10 +78,6 @@ def copy_key(bucket: str, key: str) -> str:
     return name
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 class RedactedCopies:
     """The copies in one bucket."""
 
@@ -93,7 +91,7 @@ class RedactedCopies:
         try:
             response = self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in MISSING_CODES:
+            if error_code(exc) in MISSING_CODES:
                 return None
             raise
         metadata = response.get("Metadata", {})
@@ -131,9 +129,9 @@ class RedactedCopies:
             try:
                 self._client.put_object(**params)
             except ClientError as exc:
-                if _code(exc) not in LOST_RACE_CODES:
+                if error_code(exc) not in LOST_RACE_CODES:
                     raise
-                logger.info("copy changed under a conditional write; deciding again", error_code=_code(exc),
+                logger.info("copy changed under a conditional write; deciding again", error_code=error_code(exc),
                             attempt=attempt + 1)  # fmt: skip
                 continue
             return Decision.WRITTEN
@@ -150,9 +148,9 @@ class RedactedCopies:
             try:
                 self._client.delete_object(Bucket=self.bucket, Key=key, IfMatch=stored.etag)
             except ClientError as exc:
-                if _code(exc) not in LOST_RACE_CODES:
+                if error_code(exc) not in LOST_RACE_CODES:
                     raise
-                logger.info("copy changed under a conditional delete; deciding again", error_code=_code(exc),
+                logger.info("copy changed under a conditional delete; deciding again", error_code=error_code(exc),
                             attempt=attempt + 1)  # fmt: skip
                 continue
             return Decision.DELETED

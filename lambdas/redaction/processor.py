@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from detect_faces.contract import InvocationContext, OutcomeEvent, Status
 from detect_faces.dead_letters import failure_record
+from detect_faces.errors import error_code
 
 from .copies import (
     META_REDACTION,
@@ -119,13 +120,9 @@ class Result:
         return {"action": self.action.value, "reason": self.reason, **self.details}
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _retryable(exc: ClientError) -> bool:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return _code(exc) in RETRYABLE_CODES or status >= FIRST_SERVER_ERROR
+    return error_code(exc) in RETRYABLE_CODES or status >= FIRST_SERVER_ERROR
 
 
 class Redactor:
@@ -273,7 +270,7 @@ class Redactor:
         except ClientError as exc:
             if _retryable(exc):
                 raise
-            raise SourceUnavailable(_code(exc) or "ClientError", str(exc)) from None
+            raise SourceUnavailable(error_code(exc) or "ClientError", str(exc)) from None
         size = int(response.get("ContentLength") or 0)
         if size > MAX_SOURCE_BYTES:
             response["Body"].close()
