@@ -43,3 +43,19 @@ def synth(outdir: Path, **overrides: Any) -> Synth:
     assembly = app.synth()  # cdk-nag runs here: an unacknowledged finding fails synthesis
     raw = json.loads(Path(assembly.get_stack_by_name(stack.stack_name).template_full_path).read_text())
     return Synth(template=Template.from_json(raw), raw=raw, outdir=outdir)
+
+
+def cfn_lint(s: Synth) -> str:
+    """cfn-lint's findings on a synthesized stack's templates, with the repo's .cfnlintrc.yaml ("" when none)."""
+    import subprocess
+    import sys
+
+    templates = [str(p) for p in s.outdir.glob("*.template.json")]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "" if result.returncode == 0 else result.stdout + result.stderr
