@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,24 @@ def overlaps(face: Any, boxes: Sequence[Any]) -> bool:
     return any(x1 < b.right and b.left < x2 and y1 < b.bottom and b.top < y2 for b in boxes)
 
 
+def face_photos(detector: Any) -> Iterator[tuple[str, int, bytes, list[dict[str, Any]]]]:
+    """Each bundled face photo at 1x and 3x: its name, the scale, the JPEG (quality 90) and the faces
+    CenterFace finds in it as Rekognition-style BoundingBoxes."""
+    import numpy as np
+
+    for name in sorted(photos.FACES):
+        for scale in (1, 3):
+            image = Image.open(io.BytesIO(photos.photo(name))).convert("RGB")
+            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            image.save(out, format="JPEG", quality=90)
+            boxes = [{"BoundingBox": {"Left": f.box[0] / image.width, "Top": f.box[1] / image.height,
+                                      "Width": (f.box[2] - f.box[0]) / image.width,
+                                      "Height": (f.box[3] - f.box[1]) / image.height}}
+                     for f in detector.detect(np.asarray(image))]  # fmt: skip
+            yield name, scale, out.getvalue(), boxes
+
+
 def detector_table() -> None:
     """What CenterFace finds in the copies of the bundled face photos where the faces were: at its threshold (0.5)
     and at 0.2 (which also finds things that are no face, anywhere: only those over a widened box count)."""
@@ -176,24 +194,15 @@ def detector_table() -> None:
     detectors = {t: CenterFaceDetector(threshold=t) for t in (0.5, 0.2)}
     print(f"\nCenterFace on the copies (blur sigma {BLUR_SIGMA} x box, {PIXELATE_BLOCKS} blocks), inside the boxes")
     print(f"{'photo':<18} {'scale':>5} {'margin':>6} {'faces':>5}  " + "  ".join(f"{m:>9}" for m in MODES))
-    for name in sorted(photos.FACES):
-        for scale in (1, 3):
-            image = Image.open(io.BytesIO(photos.photo(name))).convert("RGB")
-            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
-            out = io.BytesIO()
-            image.save(out, format="JPEG", quality=90)
-            found = detectors[0.5].detect(np.asarray(image))
-            boxes = [{"BoundingBox": {"Left": f.box[0] / image.width, "Top": f.box[1] / image.height,
-                                      "Width": (f.box[2] - f.box[0]) / image.width,
-                                      "Height": (f.box[3] - f.box[1]) / image.height}} for f in found]  # fmt: skip
-            for margin in (0.15, 0.0):
-                cells = []
-                for mode in MODES:
-                    copy = redact_image(out.getvalue(), boxes, mode=Mode(mode), margin=margin, max_pixels=10**9)
-                    pixels = np.asarray(Image.open(io.BytesIO(copy.body)).convert("RGB"))
-                    counts = [sum(overlaps(f, copy.boxes) for f in d.detect(pixels)) for d in detectors.values()]
-                    cells.append("/".join(map(str, counts)))
-                print(f"{name:<18} {scale:>4}x {margin:>6} {len(found):>5}  " + "  ".join(f"{c:>9}" for c in cells))
+    for name, scale, data, boxes in face_photos(detectors[0.5]):
+        for margin in (0.15, 0.0):
+            cells = []
+            for mode in MODES:
+                copy = redact_image(data, boxes, mode=Mode(mode), margin=margin, max_pixels=10**9)
+                pixels = np.asarray(Image.open(io.BytesIO(copy.body)).convert("RGB"))
+                counts = [sum(overlaps(f, copy.boxes) for f in d.detect(pixels)) for d in detectors.values()]
+                cells.append("/".join(map(str, counts)))
+            print(f"{name:<18} {scale:>4}x {margin:>6} {len(boxes):>5}  " + "  ".join(f"{c:>9}" for c in cells))
     print("(each cell: faces found over a widened box at threshold 0.5 / 0.2)")
 
 
@@ -207,18 +216,7 @@ def sweep() -> None:
     from redaction import redact
 
     detector = CenterFaceDetector()
-    cases = []
-    for name in sorted(photos.FACES):
-        for scale in (1, 3):
-            image = Image.open(io.BytesIO(photos.photo(name))).convert("RGB")
-            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
-            out = io.BytesIO()
-            image.save(out, format="JPEG", quality=90)
-            boxes = [{"BoundingBox": {"Left": f.box[0] / image.width, "Top": f.box[1] / image.height,
-                                      "Width": (f.box[2] - f.box[0]) / image.width,
-                                      "Height": (f.box[3] - f.box[1]) / image.height}}
-                     for f in detector.detect(np.asarray(image))]  # fmt: skip
-            cases.append((out.getvalue(), boxes))
+    cases = [(data, boxes) for _, _, data, boxes in face_photos(detector)]
     chosen = (redact.BLUR_SIGMA, redact.PIXELATE_BLOCKS)
     print(f"\nfaces still found over the boxes, of {sum(len(b) for _, b in cases)} (6 images)")
     for label, attribute, values, mode in (
